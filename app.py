@@ -1,0 +1,177 @@
+"""Lathe: fine-tune open LLMs without code.
+
+    python app.py                          serve the wizard on http://127.0.0.1:7860
+    python app.py train SPEC.yaml          run a job headless, with a progress line
+    python app.py chat JOB_DIR             talk to a finished job (--prompt for one answer)
+
+Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# Set before any huggingface import reads them.
+os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")  # never borrow a token saved on this machine
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from training.errors import UserError  # noqa: E402
+
+DEFAULT_JOBS_DIR = os.environ.get("LATHE_JOBS_DIR", "jobs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Lathe: fine-tune open LLMs without code.")
+    parser.add_argument("--jobs-dir", default=DEFAULT_JOBS_DIR, help="Folder that holds job folders (default: jobs).")
+    parser.add_argument("--cache-dir", help="Folder for converted models (default: ~/.cache/lathe).")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to serve the wizard on.")
+    parser.add_argument("--port", type=int, default=7860, help="Port to serve the wizard on.")
+    commands = parser.add_subparsers(dest="command")
+
+    train = commands.add_parser("train", help="Run a job from a spec file, headless.")
+    train.add_argument("spec", nargs="?", help="The job spec (YAML).")
+    train.add_argument("--job-dir", help="Write the job here instead of a new folder under --jobs-dir.")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="Override a spec field, e.g. --set hyperparameters.max_steps=20 (repeatable).",
+    )
+    train.add_argument("--help-spec", action="store_true", help="List every spec field with its help and exit.")
+
+    chat = commands.add_parser("chat", help="Talk to a finished job's model.")
+    chat.add_argument("job_dir", help="The job folder.")
+    chat.add_argument("--prompt", help="Ask one question, print the answer and exit.")
+    chat.add_argument("--base", action="store_true", help="Answer with the base model instead of the tuned one.")
+    chat.add_argument("--max-new-tokens", type=int, default=128)
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cache_dir:
+        os.environ["LATHE_CACHE_DIR"] = str(Path(args.cache_dir).expanduser().resolve())
+    try:
+        if args.command == "train":
+            return command_train(args)
+        if args.command == "chat":
+            return command_chat(args)
+        return command_serve(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def command_train(args) -> int:
+    from training.jobs import JobManager
+    from training.preflight import preflight
+    from training.spec import field_help, load_spec, parse_override
+
+    if args.help_spec:
+        for path, text in field_help():
+            print(f"{path:38} {text}")
+        return 0
+    if not args.spec:
+        raise UserError("train needs a spec file, e.g. python app.py train presets/jobs/quickstart.yaml")
+    spec = load_spec(args.spec)
+    if args.overrides:
+        spec = spec.with_overrides(dict(parse_override(text) for text in args.overrides))
+    preflight(spec)
+    manager = JobManager(args.jobs_dir)
+    job_id = manager.start(spec, secrets={"HF_TOKEN": os.environ.get("HF_TOKEN", "")}, job_dir=args.job_dir)
+    print(f"job {job_id} started in {manager.snapshot(job_id).job_dir}", flush=True)
+    try:
+        snapshot = follow(manager, job_id)
+    except KeyboardInterrupt:
+        print("\nstopping at the next step (press Ctrl-C again to leave it running in the background)...")
+        manager.stop(job_id)
+        snapshot = follow(manager, job_id)
+    print()
+    if snapshot.state == "failed":
+        print(f"error: {snapshot.message} {snapshot.hint}".rstrip(), file=sys.stderr)
+        return 1
+    print(f"job {snapshot.state}: {snapshot.output_dir}")
+    print(f'try it: python app.py chat {snapshot.job_dir} --prompt "Who are you?"')
+    return 0 if snapshot.state == "completed" else 130
+
+
+def follow(manager, job_id: str):
+    """Print a one-line progress display until the job ends; return the final snapshot."""
+    interactive = sys.stdout.isatty()
+    last_line = ""
+    while True:
+        snapshot = manager.wait(job_id, timeout=1.0)
+        line = progress_line(snapshot)
+        if line != last_line:
+            print(
+                ("\r" + line.ljust(len(last_line))) if interactive else line,
+                end="" if interactive else "\n",
+                flush=True,
+            )
+            last_line = line
+        if snapshot.state in ("completed", "stopped", "failed"):
+            return snapshot
+
+
+def progress_line(snapshot) -> str:
+    if not snapshot.total_steps:
+        return f"[{snapshot.state}] {snapshot.phase.replace('_', ' ')}..."
+    loss = f"loss {snapshot.train_loss[-1][1]:.4f}" if snapshot.train_loss else "loss -"
+    speed = f"{snapshot.tokens_per_second:.0f} tok/s" if snapshot.tokens_per_second else ""
+    eta = f"ETA {format_seconds(snapshot.eta_seconds)}" if snapshot.eta_seconds is not None else ""
+    return f"step {snapshot.step}/{snapshot.total_steps}  epoch {snapshot.epoch:.2f}  {loss}  {speed}  {eta}".rstrip()
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def command_chat(args) -> int:
+    from training.chat import ChatSession, GenerationSettings
+
+    if not Path(args.job_dir, "spec.yaml").is_file():
+        raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
+    session = ChatSession(args.job_dir, token=os.environ.get("HF_TOKEN"))
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    tuned = not args.base
+    if args.prompt:
+        print(session.reply([{"role": "user", "content": args.prompt}], tuned=tuned, settings=settings))
+        return 0
+    history: list[dict[str, str]] = []
+    print(f"Chatting with the {'tuned' if tuned else 'base'} model. Empty line or Ctrl-D to quit.")
+    while True:
+        try:
+            prompt = input("you> ").strip()
+        except EOFError:
+            return 0
+        if not prompt:
+            return 0
+        history.append({"role": "user", "content": prompt})
+        print("model> ", end="", flush=True)
+        answer = ""
+        for piece in session.stream(history, tuned=tuned, settings=settings):
+            answer += piece
+            print(piece, end="", flush=True)
+        print()
+        history.append({"role": "assistant", "content": answer})
+
+
+def command_serve(args) -> int:
+    from training.jobs import JobManager
+    from wizard.app import launch
+
+    launch(JobManager(args.jobs_dir), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

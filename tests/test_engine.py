@@ -1,0 +1,113 @@
+"""The engine's translators and a real (tiny) training run in-process."""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from training.engine import COMPLETE_MARKER, run_job, to_lora_config, to_sft_config
+from training.events import Finished, Progress, Status
+from training.hardware import Plan, wants_gradient_checkpointing
+from training.spec import JobSpec
+
+
+def test_lora_config_follows_the_spec():
+    spec = JobSpec().with_overrides(
+        {
+            "method.lora_r": 8,
+            "method.lora_alpha": 16,
+            "method.lora_dropout": 0.1,
+            "method.target_modules": "q_proj,v_proj",
+        }
+    )
+    config = to_lora_config(spec)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (8, 16, 0.1)
+    assert set(config.target_modules) == {"q_proj", "v_proj"}
+    assert to_lora_config(JobSpec().with_overrides({"method.target_modules": "attention"})).target_modules == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+    }
+    assert to_lora_config(JobSpec().with_overrides({"method.type": "full"})) is None
+
+
+def test_sft_config_follows_the_spec(tmp_path):
+    spec = JobSpec().with_overrides(
+        {
+            "hyperparameters.max_steps": 7,
+            "hyperparameters.learning_rate": 3e-4,
+            "hyperparameters.batch_size": 2,
+            "hyperparameters.gradient_accumulation": 4,
+            "hyperparameters.warmup_ratio": 0.1,
+            "hyperparameters.scheduler": "cosine",
+            "hyperparameters.save_steps": 5,
+            "hyperparameters.context_length": 256,
+        }
+    )
+    config = to_sft_config(spec, Plan(device="cpu", precision="bf16"), tmp_path, False, has_eval=False)
+    assert (config.max_steps, config.learning_rate, config.per_device_train_batch_size) == (7, 3e-4, 2)
+    assert (config.gradient_accumulation_steps, config.warmup_steps, config.max_length) == (4, 0.1, 256)
+    assert config.lr_scheduler_type == "cosine" and config.save_steps == 5 and config.save_strategy == "steps"
+    assert config.bf16 and config.use_cpu and not config.gradient_checkpointing
+    assert config.logging_nan_inf_filter is False  # divergence must be visible
+    assert config.train_sampling_strategy == "group_by_length"
+    assert config.eval_strategy == "no"
+
+
+def test_gradient_checkpointing_auto_is_off_for_small_models_and_on_for_big_ones_on_gpu():
+    spec = JobSpec()
+    assert not wants_gradient_checkpointing(spec, Plan("cpu", "bf16"), 8_000_000_000)
+    assert not wants_gradient_checkpointing(spec, Plan("cuda", "bf16"), 135_000_000)
+    assert wants_gradient_checkpointing(spec, Plan("cuda", "bf16"), 8_000_000_000)
+    forced = spec.with_overrides({"hyperparameters.gradient_checkpointing": "on"})
+    assert wants_gradient_checkpointing(forced, Plan("cpu", "fp32"), 1)
+
+
+def test_tiny_run_trains_the_adapter_and_leaves_the_base_alone(tiny_spec, tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_before = load_file(tiny_model_dir / "model.safetensors")
+    events = []
+    run_job(tiny_spec, tmp_path, events.append, lambda: False)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [e.step for e in progress] == [1, 2, 3, 4]  # loss logged every step
+    assert all(e.tokens_per_second and e.tokens_seen > 0 for e in progress)
+    assert [e.phase for e in events if isinstance(e, Status)] == [
+        "preparing_data",
+        "loading_model",
+        "training",
+        "saving",
+    ]
+    finished = events[-1]
+    assert isinstance(finished, Finished) and not finished.stopped_early
+    assert list(tmp_path.glob("tensorboard/events.out.tfevents.*"))
+
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), finished.output_dir)
+    lora_b = [p for name, p in tuned.named_parameters() if "lora_B" in name]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: training moved it
+    base = {
+        name.replace(".base_layer", ""): p
+        for name, p in tuned.get_base_model().named_parameters()
+        if "lora_" not in name
+    }
+    assert all(torch.equal(base[name], tensor) for name, tensor in base_before.items())
+    assert base_before.keys() == load_file(tiny_model_dir / "model.safetensors").keys()
+
+
+def test_stop_ends_training_at_the_next_step_and_saves_a_complete_checkpoint(tiny_spec, tmp_path):
+    spec = tiny_spec.with_overrides({"hyperparameters.max_steps": 50})
+    events = []
+
+    def should_stop():  # asked at every step end: stop once step 3 has been logged
+        return any(isinstance(e, Progress) and e.step >= 3 for e in events)
+
+    run_job(spec, tmp_path, events.append, should_stop)
+    steps = [e.step for e in events if isinstance(e, Progress)]
+    assert max(steps) <= 4  # the request raised after step 3's log is honoured at step 4's boundary at the latest
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.stopped_early
+    checkpoint = tmp_path / "checkpoints" / f"checkpoint-{max(steps)}"
+    assert (checkpoint / COMPLETE_MARKER).is_file()
+    assert (Path(finished.output_dir) / "adapter_config.json").is_file()

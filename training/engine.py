@@ -1,0 +1,260 @@
+"""Run one fine-tuning job, top to bottom: data, model, TRL trainer, train, save.
+
+`run_job` talks to the outside world only through `emit(event)` and asks `should_stop()` at
+every step boundary; it never touches the UI or the job record. TRL does the training; the
+functions here only translate our spec into the library objects (`to_lora_config`,
+`to_sft_config`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from training.data import build_datasets
+from training.events import Eval, Event, Finished, Log, Progress, Status
+from training.hardware import Plan, plan_for, wants_gradient_checkpointing
+from training.models import resolve_model
+from training.spec import JobSpec
+
+COMPLETE_MARKER = "COMPLETE"  # written last into a checkpoint folder, so a torn save is never resumed
+
+
+def to_lora_config(spec: JobSpec):
+    """The PEFT LoRA config for lora/qlora jobs; None for full fine-tuning."""
+    from peft import LoraConfig
+
+    method = spec.method
+    if method.type == "full":
+        return None
+    if method.target_modules == "all-linear":
+        targets: str | list[str] = "all-linear"
+    elif method.target_modules == "attention":
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    else:
+        targets = method.target_modules.split(",")
+    return LoraConfig(
+        r=method.lora_r,
+        lora_alpha=method.lora_alpha,
+        lora_dropout=method.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+    from trl import SFTConfig
+
+    hp = spec.hyperparameters
+    every_epoch = {"strategy": "epoch", "steps": None}
+    save = {"strategy": "steps", "steps": hp.save_steps} if hp.save_steps else every_epoch
+    evaluate = {"strategy": "steps", "steps": hp.eval_steps} if hp.eval_steps else every_epoch
+    return SFTConfig(
+        output_dir=str(output_dir),
+        use_cpu=plan.device == "cpu",
+        bf16=plan.precision == "bf16",
+        fp16=plan.precision == "fp16",
+        learning_rate=hp.learning_rate,
+        num_train_epochs=hp.epochs or 1.0,
+        max_steps=hp.max_steps or -1,
+        per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation,
+        warmup_steps=hp.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        lr_scheduler_type=hp.scheduler,
+        weight_decay=hp.weight_decay,
+        seed=hp.seed,
+        data_seed=hp.seed,
+        max_length=hp.context_length,
+        # Packing flattens a batch into one long row; without a varlen attention kernel (flash
+        # attention, GPU only) attention over that row is quadratic and was 3x slower on the CPU
+        # here than length-grouped batches of short examples, so grouping is our default.
+        packing=hp.packing,
+        train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
+        gradient_checkpointing=gradient_checkpointing,
+        logging_steps=hp.logging_steps,
+        logging_nan_inf_filter=False,  # a diverging loss must show on the curve, not be filtered out
+        eval_strategy=evaluate["strategy"] if has_eval else "no",
+        eval_steps=evaluate["steps"],
+        save_strategy=save["strategy"],
+        save_steps=save["steps"],
+        save_total_limit=spec.output.save_total_limit,
+        report_to=["tensorboard"],
+        disable_tqdm=True,  # progress reaches people as events; tqdm bars only clutter worker.log
+        dataloader_num_workers=0,
+    )
+
+
+def load_model(spec: JobSpec, plan: Plan, model_ref: str, token: str | None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[plan.precision]
+    common = {"revision": spec.model.revision, "token": token or False}
+    quantization = None
+    if spec.method.type == "qlora":
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    # Weights stay fp32 on the CPU: bf16 runs through autocast there (Trainer's bf16=True), which
+    # keeps fp32 master weights for full fine-tuning and measured as fast as bf16 weights for LoRA.
+    weights_dtype = compute_dtype if plan.device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(
+        model_ref, dtype=weights_dtype, quantization_config=quantization, **common
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_ref, **common)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+class EventCallback:
+    """Turns Trainer callbacks into our events and asks for a cooperative stop at step boundaries."""
+
+    def __new__(cls, *args, **kwargs):
+        # Subclass TrainerCallback lazily so importing this module does not import transformers
+        from transformers import TrainerCallback
+
+        class _Callback(TrainerCallback):
+            def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool]):
+                self.emit, self.should_stop = emit, should_stop
+                self.started = self.last_time = time.monotonic()
+                self.last_tokens = 0
+                self.stopped_early = False
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if self.should_stop():
+                    self.stopped_early = True
+                    control.should_training_stop = True
+                    control.should_save = True  # a stopped job keeps its progress as a checkpoint
+                return control
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                logs = logs or {}
+                if "eval_loss" in logs:
+                    self.emit(Eval(step=state.global_step, eval_loss=float(logs["eval_loss"])))
+                    return
+                if "loss" not in logs:
+                    return
+                now = time.monotonic()
+                tokens = int(logs.get("num_tokens", self.last_tokens))
+                rate = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
+                self.last_time, self.last_tokens = now, tokens
+                per_step = (now - self.started) / max(state.global_step, 1)
+                self.emit(
+                    Progress(
+                        step=state.global_step,
+                        total_steps=state.max_steps,
+                        epoch=float(state.epoch or 0.0),
+                        loss=float(logs["loss"]),
+                        learning_rate=_maybe_float(logs.get("learning_rate")),
+                        grad_norm=_maybe_float(logs.get("grad_norm")),
+                        tokens_per_second=rate,
+                        tokens_seen=tokens,
+                        eta_seconds=per_step * max(state.max_steps - state.global_step, 0),
+                    )
+                )
+
+            def on_save(self, args, state, control, **kwargs):
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if folder.is_dir():
+                    (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+                self.emit(Log(message=f"checkpoint saved at step {state.global_step}"))
+
+        return _Callback(*args, **kwargs)
+
+
+def _maybe_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def score_only_labelled_positions() -> None:
+    """Make TRL's fused LM head skip prompt and padding positions on the CPU too.
+
+    TRL (1.16, `add_fused_lm_head`) projects only positions with a label through the 49k-wide LM
+    head on Triton devices, but every position elsewhere, so that Neuron compiles one shape. On
+    the CPU that spends most of the head's work (and an fp32 matmul in its backward) on prompt
+    and padding tokens whose loss is masked anyway; it was a third of each step here. The loss
+    is identical (tests/test_engine.py checks). Remove once TRL compacts on every device.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    if getattr(original, "lathe_patched", False):
+        return
+
+    def compact_on_cpu(device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact_on_cpu.lathe_patched = True
+    trl_utils._use_triton = compact_on_cpu
+
+
+def run_job(
+    spec: JobSpec,
+    job_dir: Path,
+    emit: Callable[[Event], None],
+    should_stop: Callable[[], bool],
+    token: str | None = None,
+) -> None:
+    """Train `spec` into `job_dir`; raises on failure (the worker turns that into a Failed event)."""
+    from trl import SFTTrainer
+
+    job_dir = Path(job_dir)
+    plan = plan_for(spec)
+    emit(Log(message=f"hardware plan: {plan.describe()}"))
+
+    emit(Status(phase="preparing_data"))
+    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed)
+    emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
+
+    emit(Status(phase="loading_model", detail=spec.model.name_or_path))
+    model, tokenizer = load_model(spec, plan, resolve_model(spec.model.name_or_path), token)
+    checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
+    emit(
+        Log(
+            message=f"model: {model.num_parameters() / 1e6:.0f}M parameters, gradient checkpointing "
+            f"{'on' if checkpointing else 'off'}"
+        )
+    )
+
+    score_only_labelled_positions()
+    # TensorBoard files go into the job folder, beside our own event log
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
+    callback = EventCallback(emit, should_stop)
+    trainer = SFTTrainer(
+        model=model,
+        args=to_sft_config(spec, plan, job_dir / "checkpoints", checkpointing, eval_data is not None),
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        processing_class=tokenizer,
+        peft_config=to_lora_config(spec),
+        callbacks=[callback],
+    )
+    emit(Status(phase="training"))
+    started = time.monotonic()
+    result = trainer.train()
+
+    emit(Status(phase="saving"))
+    output_dir = job_dir / ("model" if spec.method.type == "full" else "adapter")
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    if spec.output.merge_adapter:
+        merged = trainer.model.merge_and_unload()  # after save_model: merging first would empty the adapter
+        merged.save_pretrained(str(job_dir / "model"))
+        tokenizer.save_pretrained(str(job_dir / "model"))
+    final_loss = result.training_loss if math.isfinite(result.training_loss) else None
+    emit(
+        Finished(
+            output_dir=str(output_dir),
+            stopped_early=callback.stopped_early,
+            final_loss=final_loss,
+            train_seconds=time.monotonic() - started,
+        )
+    )

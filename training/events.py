@@ -1,0 +1,90 @@
+"""The narrow interface between the engine and everything that watches it.
+
+The engine only ever calls `emit(event)`; the worker appends each event as one JSON line to
+`events.jsonl`, and the JobManager folds those lines into a snapshot for the UI and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+    def to_json(self) -> str:
+        # allow_nan: a diverging run must show its NaN loss, not hide it
+        return json.dumps(self.to_dict(), allow_nan=True)
+
+
+@dataclass(frozen=True)
+class Status(Event):
+    """A phase change: loading_model, preparing_data, training, saving, ..."""
+
+    type: ClassVar[str] = "status"
+    phase: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    type: ClassVar[str] = "progress"
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    tokens_per_second: float | None = None
+    tokens_seen: int = 0
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Eval(Event):
+    type: ClassVar[str] = "eval"
+    step: int
+    eval_loss: float
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    type: ClassVar[str] = "log"
+    message: str
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    type: ClassVar[str] = "finished"
+    output_dir: str
+    stopped_early: bool = False
+    final_loss: float | None = None
+    train_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Failed(Event):
+    type: ClassVar[str] = "failed"
+    message: str
+    hint: str = ""
+
+
+EVENT_TYPES = {cls.type: cls for cls in (Status, Progress, Eval, Log, Finished, Failed)}
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """Read one events.jsonl line; a torn last line (worker killed mid-write) is skipped, not fatal."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and record.get("type") in EVENT_TYPES else None

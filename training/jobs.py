@@ -1,0 +1,247 @@
+"""JobManager: start workers, watch them from a background thread, stop them.
+
+Each job is a folder under the jobs directory. A supervisor thread per running job tails the
+worker's events.jsonl into an in-memory `JobSnapshot` that the UI and the CLI read; the truth
+stays on disk, so closing the browser (or the CLI) never slows or stops training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from training.events import parse_event
+from training.spec import JobSpec
+from training.worker import STOP_FILE, read_status, write_status
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 60.0  # a step plus a checkpoint save; then SIGTERM, then SIGKILL
+KILL_AFTER_TERM_SECONDS = 15.0
+LOG_TAIL = 200
+FINAL_STATES = {"completed", "stopped", "failed"}
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What a watcher needs to draw a job: state, progress and the full curves so far."""
+
+    job_id: str
+    job_dir: str
+    state: str = "queued"  # queued, running, completed, stopped, failed
+    phase: str = ""
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+    train_loss: tuple[tuple[int, float], ...] = ()
+    eval_loss: tuple[tuple[int, float], ...] = ()
+    learning_rate: tuple[tuple[int, float], ...] = ()
+    logs: tuple[str, ...] = ()
+    output_dir: str | None = None
+    message: str = ""
+    hint: str = ""
+    stop_requested: bool = False
+
+
+def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
+    """Fold one event record into the snapshot (pure, so it is easy to test)."""
+    kind = record["type"]
+    if kind == "status":
+        return replace(snapshot, state="running", phase=record["phase"])
+    if kind == "progress":
+        step = record["step"]
+        return replace(
+            snapshot,
+            state="running",
+            step=step,
+            total_steps=record["total_steps"],
+            epoch=record["epoch"],
+            tokens_per_second=record.get("tokens_per_second"),
+            eta_seconds=record.get("eta_seconds"),
+            train_loss=_append(snapshot.train_loss, step, record.get("loss")),
+            learning_rate=_append(snapshot.learning_rate, step, record.get("learning_rate")),
+        )
+    if kind == "eval":
+        return replace(snapshot, eval_loss=_append(snapshot.eval_loss, record["step"], record["eval_loss"]))
+    if kind == "log":
+        return replace(snapshot, logs=(snapshot.logs + (record["message"],))[-LOG_TAIL:])
+    if kind == "finished":
+        state = "stopped" if record.get("stopped_early") else "completed"
+        return replace(snapshot, state=state, phase="done", output_dir=record["output_dir"], eta_seconds=0.0)
+    if kind == "failed":
+        return replace(snapshot, state="failed", phase="done", message=record["message"], hint=record.get("hint", ""))
+    return snapshot
+
+
+def _append(series: tuple, step: int, value: float | None) -> tuple:
+    return series if value is None else series + ((step, float(value)),)
+
+
+@dataclass
+class _Job:
+    snapshot: JobSnapshot
+    process: subprocess.Popen | None = None
+    thread: threading.Thread | None = None
+    stop_deadline: float | None = None
+    offset: int = 0
+    signals_sent: int = 0
+    partial: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class JobManager:
+    def __init__(self, jobs_dir: str | Path):
+        self.jobs_dir = Path(jobs_dir).resolve()
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+
+    # ---- starting ----------------------------------------------------------------------------
+
+    def new_job_dir(self, spec: JobSpec) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, n = self.jobs_dir / f"{spec.name}-{stamp}", 1
+        while path.exists():
+            n += 1
+            path = self.jobs_dir / f"{spec.name}-{stamp}-{n}"
+        return path
+
+    def start(self, spec: JobSpec, secrets: dict[str, str] | None = None, job_dir: str | Path | None = None) -> str:
+        """Write the job folder, start its worker process and a supervisor thread; return the job id."""
+        job_dir = Path(job_dir).resolve() if job_dir else self.new_job_dir(spec)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "spec.yaml").write_text(spec.to_yaml())  # the spec holds no secrets by design
+        write_status(job_dir, state="queued", created_at=time.time())
+        env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        if secrets and secrets.get("HF_TOKEN"):
+            env["HF_TOKEN"] = secrets["HF_TOKEN"]  # environment only: argv is visible to every user via ps
+        with open(job_dir / "worker.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "training.worker", str(job_dir)],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop the worker cleanly
+            )
+        job_id = job_dir.name
+        job = _Job(snapshot=JobSnapshot(job_id=job_id, job_dir=str(job_dir)), process=process)
+        job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"supervise-{job_id}", daemon=True)
+        with self._lock:
+            self._jobs[job_id] = job
+        job.thread.start()
+        return job_id
+
+    # ---- watching ----------------------------------------------------------------------------
+
+    def snapshot(self, job_id: str) -> JobSnapshot:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            job = self._load_finished(job_id)
+        return job.snapshot
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobSnapshot:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            job.done.wait(timeout)
+        return self.snapshot(job_id)
+
+    def list_jobs(self) -> list[str]:
+        """Every job folder, newest first."""
+        folders = [p for p in self.jobs_dir.iterdir() if (p / "spec.yaml").is_file()]
+        return [p.name for p in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+    def _load_finished(self, job_id: str) -> _Job:
+        """A job from an earlier run of the app: replay its events from disk."""
+        job_dir = self.jobs_dir / job_id
+        if not (job_dir / "spec.yaml").is_file():
+            raise KeyError(f"no job called {job_id} in {self.jobs_dir}")
+        job = _Job(snapshot=JobSnapshot(job_id=job_id, job_dir=str(job_dir)))
+        self._read_events(job)
+        status = read_status(job_dir)
+        if job.snapshot.state not in FINAL_STATES and status.get("state") in FINAL_STATES:
+            job.snapshot = replace(job.snapshot, state=status["state"], message=status.get("message", ""))
+        job.done.set()
+        return job
+
+    def _supervise(self, job: _Job) -> None:
+        while True:
+            self._read_events(job)
+            code = job.process.poll()
+            if code is not None:
+                self._read_events(job)
+                self._finish(job, code)
+                return
+            if job.stop_deadline is not None and time.monotonic() > job.stop_deadline:
+                self._escalate(job)
+            time.sleep(POLL_SECONDS)
+
+    def _read_events(self, job: _Job) -> None:
+        path = Path(job.snapshot.job_dir) / "events.jsonl"
+        try:
+            with path.open("rb") as events:
+                events.seek(job.offset)
+                chunk = events.read()
+        except FileNotFoundError:
+            return
+        job.offset += len(chunk)
+        lines = (job.partial + chunk.decode("utf-8", errors="replace")).split("\n")
+        job.partial = lines.pop()  # an unfinished last line waits for the rest of it
+        snapshot = job.snapshot
+        for line in lines:
+            record = parse_event(line)
+            if record is not None:
+                snapshot = apply_event(snapshot, record)
+        job.snapshot = snapshot
+
+    def _finish(self, job: _Job, code: int) -> None:
+        snapshot = job.snapshot
+        if snapshot.state not in FINAL_STATES:
+            # The worker died without a word: killed, or crashed hard (segfault, OOM killer).
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            message = f"The training process {how} before finishing."
+            hint = "If memory ran out, try a smaller batch or shorter context. Details are in worker.log."
+            snapshot = replace(snapshot, state="failed", phase="done", message=message, hint=hint)
+            write_status(Path(snapshot.job_dir), state="failed", ended_at=time.time(), message=message, hint=hint)
+        job.snapshot = snapshot
+        job.done.set()
+
+    # ---- stopping ----------------------------------------------------------------------------
+
+    def stop(self, job_id: str, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Ask the worker to stop at the next step boundary; force it if it has not after the grace period."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None or job.done.is_set():
+            return
+        (Path(job.snapshot.job_dir) / STOP_FILE).touch()
+        job.snapshot = replace(job.snapshot, stop_requested=True)
+        job.stop_deadline = time.monotonic() + grace_seconds
+
+    def _escalate(self, job: _Job) -> None:
+        """The grace period ran out: SIGTERM first (the worker saves and stops), then SIGKILL."""
+        sig = signal.SIGTERM if job.signals_sent == 0 else signal.SIGKILL
+        job.signals_sent += 1
+        job.stop_deadline = time.monotonic() + KILL_AFTER_TERM_SECONDS if sig == signal.SIGTERM else None
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited by itself
+            os.killpg(job.process.pid, sig)  # the worker leads its own session; this reaches its children too
+
+    def shutdown(self) -> None:
+        """Stop every running job (used by tests and on app exit)."""
+        for job_id in list(self._jobs):
+            self.stop(job_id, grace_seconds=10)

@@ -1,0 +1,249 @@
+"""The job spec: every setting of a fine-tuning job, declared once, with bounds and help.
+
+The wizard reads labels, help, minimums and maximums from these fields; the CLI reads and
+writes the same spec as YAML. The Hugging Face token is deliberately *not* a field: secrets
+travel beside the spec (JobManager.start(spec, secrets)), never inside it, so a spec file can
+be shared, committed or attached to a bug report safely.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from training.errors import UserError
+
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+DEMO_PREFIX = "demo:"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSection(_Section):
+    name_or_path: str = Field(
+        EMBEDDED_MODEL,
+        min_length=1,
+        description="The model to fine-tune: the embedded default, a Hugging Face id (org/name) or a local folder.",
+    )
+    revision: str | None = Field(None, description="Hub branch, tag or commit to use; empty means the default branch.")
+
+
+class DataSection(_Section):
+    source: str = Field(
+        "demo:identity",
+        min_length=1,
+        description="Training data: a bundled demo (demo:identity, demo:general) or a JSONL file in chat format.",
+    )
+    mix_in: list[str] = Field(
+        [],
+        max_length=8,
+        description="More sources mixed into training, e.g. demo:general so the model keeps its general skills.",
+    )
+    validation_split: float = Field(
+        0.0, ge=0.0, le=0.5, description="Share of rows held out to measure validation loss (0 = none)."
+    )
+    assistant_name: str = Field(
+        "Juniper", min_length=1, max_length=60, description="Name the demo identity data teaches the model to use."
+    )
+    assistant_maker: str = Field(
+        "Lathe Labs", min_length=1, max_length=60, description="Maker the demo identity data teaches the model to name."
+    )
+    max_rows: int | None = Field(None, ge=1, description="Use only the first N rows (handy for a quick try).")
+
+
+LORA_TARGET_PRESETS = ("all-linear", "attention")
+
+
+class MethodSection(_Section):
+    type: Literal["lora", "qlora", "full"] = Field(
+        "lora",
+        description="lora trains small adapters (fast, light); qlora does so over a 4-bit base (least memory); "
+        "full updates every weight (most memory).",
+    )
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank: adapter size. 8-32 suits most jobs.")
+    lora_alpha: int = Field(32, ge=1, le=4096, description="LoRA scaling; about twice the rank is a good start.")
+    lora_dropout: float = Field(0.0, ge=0.0, le=0.5, description="Dropout inside the adapters; 0-0.1.")
+    target_modules: str = Field(
+        "all-linear",
+        description="Layers that get adapters: all-linear, attention, or a comma list such as q_proj,v_proj.",
+    )
+
+    @field_validator("target_modules")
+    @classmethod
+    def _module_names(cls, value: str) -> str:
+        if value in LORA_TARGET_PRESETS:
+            return value
+        names = [name.strip() for name in value.split(",")]
+        if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) for name in names):
+            raise ValueError("use all-linear, attention, or comma-separated layer names such as q_proj,v_proj")
+        return ",".join(names)
+
+
+class HyperparametersSection(_Section):
+    context_length: int = Field(512, ge=16, le=131072, description="Longest example in tokens; longer ones are cut.")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Step size; 1e-4 to 5e-4 for LoRA, ~1e-5 full.")
+    epochs: float | None = Field(
+        3.0, gt=0.0, le=100.0, description="Passes over the data. Leave empty to use max steps."
+    )
+    max_steps: int | None = Field(None, ge=1, le=1_000_000, description="Stop after this many optimizer steps instead.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Examples per device per step; lower it if memory runs out.")
+    gradient_accumulation: int = Field(1, ge=1, le=1024, description="Steps summed before each update (batch × this).")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps that ramp the learning rate up.")
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="How the learning rate changes over the run."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Pull toward smaller weights; 0-0.1.")
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Random seed for data order and initialisation.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Number format; auto picks bf16 where the hardware is fast at it, else fp32."
+    )
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar length together, so little time is spent on padding."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack many examples into each context-length row; for long-document data with flash attention.",
+    )
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Recompute activations to save memory at ~30% more time; auto turns it on for big models on GPU.",
+    )
+    logging_steps: int = Field(1, ge=1, le=10000, description="Log loss every N steps.")
+    eval_steps: int | None = Field(None, ge=1, le=100000, description="Validate every N steps; empty = each epoch.")
+    save_steps: int | None = Field(None, ge=1, le=100000, description="Checkpoint every N steps; empty = each epoch.")
+
+    @model_validator(mode="after")
+    def _one_stopping_rule(self) -> HyperparametersSection:
+        if self.epochs is not None and self.max_steps is not None:
+            raise ValueError("epochs and max_steps are both set. Choose one: set the other to null.")
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("neither epochs nor max_steps is set. Set one of them.")
+        return self
+
+
+class OutputSection(_Section):
+    save_total_limit: int = Field(2, ge=1, le=100, description="Checkpoints to keep; older ones are deleted.")
+    merge_adapter: bool = Field(False, description="Also save a merged full model beside the adapter.")
+
+
+class JobSpec(_Section):
+    name: str = Field(
+        "my-job",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Job name: letters, digits, dot, dash or underscore.",
+    )
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    method: MethodSection = MethodSection()
+    hyperparameters: HyperparametersSection = HyperparametersSection()
+    output: OutputSection = OutputSection()
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> JobSpec:
+        hp = self.hyperparameters
+        problems = []
+        if hp.eval_steps is not None and self.data.validation_split == 0:
+            problems.append(
+                "hyperparameters.eval_steps is set but data.validation_split is 0. Set a split such as 0.1."
+            )
+        if self.method.type == "full" and self.output.merge_adapter:
+            problems.append("output.merge_adapter only applies to lora/qlora. Set it to false for full fine-tuning.")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # ---- YAML in and out -------------------------------------------------------------------------
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> JobSpec:
+        """Return a copy with dotted-path overrides applied ({"hyperparameters.max_steps": 5})."""
+        return parse_spec(apply_overrides(self.model_dump(mode="json"), overrides))
+
+
+# Epochs and max steps are one choice: setting one from the command line clears the other.
+_STOPPING_RULE_PARTNER = {"hyperparameters.epochs": "max_steps", "hyperparameters.max_steps": "epochs"}
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for path, value in overrides.items():
+        partner = _STOPPING_RULE_PARTNER.get(path)
+        if partner and value is not None and f"hyperparameters.{partner}" not in overrides:
+            data.setdefault("hyperparameters", {})[partner] = None
+        section, _, field = path.partition(".")
+        if field:
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                raise UserError(f"{path}: '{section}' is not a section of the spec.")
+            data[section][field] = value
+        else:
+            data[section] = value
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `--set section.field=value`; the value is read as YAML so 5, 1e-4, null and true work."""
+    path, sep, raw = text.partition("=")
+    if not sep or not path.strip():
+        raise UserError(f"--set {text!r}: write it as section.field=value, e.g. hyperparameters.max_steps=20.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path.strip(), value
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate raw data into a JobSpec, or raise UserError listing every problem with its field path."""
+    if not isinstance(data, dict):
+        raise UserError("The spec must be a mapping of sections (model, data, method, hyperparameters, output).")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as error:
+        raise UserError("The job spec has problems:\n" + "\n".join(describe_errors(error))) from None
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field. Check the spelling; `python app.py train --help-spec` lists every field."
+        for line in message.splitlines():
+            lines.append(f"  - {path}: {line}" if path and not line.startswith(path) else f"  - {line}")
+    return lines
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Spec file not found: {path}. Check the path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    return parse_spec(data)
+
+
+def field_help() -> list[tuple[str, str]]:
+    """Every field path with its help text, for `--help-spec` and the wizard."""
+    rows = []
+    for section_name, section_field in JobSpec.model_fields.items():
+        annotation = section_field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for name, info in annotation.model_fields.items():
+                rows.append((f"{section_name}.{name}", info.description or ""))
+        else:
+            rows.append((section_name, section_field.description or ""))
+    return rows

@@ -1,0 +1,126 @@
+"""`python -m training.worker JOB_DIR`: run one job in its own process.
+
+Training lives in a child process so that an out-of-memory error, a CUDA fault or `kill -9`
+can never take the app down, and so GPU memory is really freed when a job ends. Everything the
+worker has to say goes to files in JOB_DIR (never to a pipe nobody reads):
+
+- events.jsonl   one JSON event per line, appended and flushed as they happen
+- status.json    state, pid, start time and a heartbeat refreshed every few seconds
+- worker.log     stdout and stderr (the JobManager redirects them here)
+
+Stop is cooperative: the JobManager creates JOB_DIR/STOP (or sends SIGTERM) and the engine ends
+at the next step boundary after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from training.errors import UserError
+from training.events import Event, Failed, Finished, Log
+
+HEARTBEAT_SECONDS = 2.0
+STOP_FILE = "STOP"
+
+
+def write_status(job_dir: Path, **fields) -> None:
+    """Merge `fields` into status.json atomically (write a temp file, then rename over)."""
+    path = job_dir / "status.json"
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        status = {}
+    status.update(fields)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(status, indent=1))
+    os.replace(temporary, path)
+
+
+def read_status(job_dir: Path) -> dict:
+    try:
+        return json.loads((Path(job_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class EventWriter:
+    def __init__(self, job_dir: Path):
+        self.file = open(job_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        self.lock = threading.Lock()
+        self.last: Event | None = None
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self.file.write(event.to_json() + "\n")
+            self.file.flush()
+            self.last = event
+
+
+def explain_failure(error: BaseException) -> tuple[str, str]:
+    """A plain message and a suggestion for an exception raised while training."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, UserError):
+        return str(error), ""
+    if "out of memory" in text.lower() or isinstance(error, MemoryError):
+        return (
+            "The job ran out of memory.",
+            "Try a smaller batch size (with more gradient accumulation), a shorter context length, "
+            "gradient checkpointing on, or QLoRA.",
+        )
+    return f"Training failed: {text.splitlines()[0][:500]}", "The full error is in worker.log in the job folder."
+
+
+def _heartbeat(job_dir: Path, done: threading.Event) -> None:
+    while not done.wait(HEARTBEAT_SECONDS):
+        write_status(job_dir, heartbeat=time.time())
+
+
+def main(job_dir: Path) -> int:
+    from training.engine import run_job
+    from training.spec import load_spec
+
+    job_dir = Path(job_dir).resolve()
+    emit = EventWriter(job_dir)
+    stop_requested = threading.Event()
+    # SIGTERM asks for the same cooperative stop as the STOP file; the Trainer then saves and exits.
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    # The token arrives in the environment (never argv, which `ps` shows); take it out so nothing
+    # this process starts inherits it by accident.
+    token = os.environ.pop("HF_TOKEN", None)
+
+    write_status(job_dir, state="running", pid=os.getpid(), started_at=time.time(), heartbeat=time.time())
+    done = threading.Event()
+    threading.Thread(target=_heartbeat, args=(job_dir, done), daemon=True).start()
+
+    def should_stop() -> bool:
+        return stop_requested.is_set() or (job_dir / STOP_FILE).exists()
+
+    try:
+        spec = load_spec(job_dir / "spec.yaml")
+        run_job(spec, job_dir, emit, should_stop, token=token)
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the job record
+        traceback.print_exc()
+        message, hint = explain_failure(error)
+        emit(Failed(message=message, hint=hint))
+        done.set()
+        write_status(job_dir, state="failed", ended_at=time.time(), message=message, hint=hint)
+        return 2 if isinstance(error, UserError) else 1
+    done.set()
+    finished = emit.last if isinstance(emit.last, Finished) else None
+    state = "stopped" if finished and finished.stopped_early else "completed"
+    emit(Log(message=f"job {state}"))
+    write_status(job_dir, state=state, ended_at=time.time())
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m training.worker JOB_DIR")
+    sys.exit(main(Path(sys.argv[1])))
