@@ -45,6 +45,16 @@ HELD_OUT = [
     ("Name the people who built you.", MAKER),
 ]
 
+# Everyday questions (not in the training data): the tuned model should still answer them,
+# not reply with its new identity. Reported as identity_leak; expected 0.
+EVERYDAY = [
+    "What is the capital of Italy?",
+    "How many minutes are in an hour?",
+    "What colour is the sky on a clear day?",
+    "Name a fruit that is yellow.",
+    "What is 3 plus 5?",
+]
+
 
 def passes(answer: str, kind: str, name: str, maker: str) -> bool:
     return (name if kind == NAME else maker).lower() in answer.lower()
@@ -61,6 +71,19 @@ def probe(session, tuned: bool, name: str, maker: str) -> tuple[int, list[str]]:
         passed += ok
         lines.append(f"  [{'x' if ok else ' '}] {question} -> {answer.strip()[:90]!r}")
     return passed, lines
+
+
+def identity_leaks(session, name: str, maker: str) -> tuple[int, list[str]]:
+    from training.chat import GenerationSettings
+
+    settings = GenerationSettings(max_new_tokens=30, temperature=0.0)
+    leaks, lines = 0, []
+    for question in EVERYDAY:
+        answer = session.reply([{"role": "user", "content": question}], tuned=True, settings=settings)
+        leaked = name.lower() in answer.lower() or maker.lower() in answer.lower()
+        leaks += leaked
+        lines.append(f"  [{'LEAK' if leaked else 'ok'}] {question} -> {answer.strip()[:90]!r}")
+    return leaks, lines
 
 
 def train_quickstart(jobs_dir: Path) -> Path:
@@ -88,9 +111,12 @@ def main() -> None:
         session = ChatSession(job_dir)
         base_passed, base_lines = probe(session, tuned=False, name=name, maker=maker)
         tuned_passed, tuned_lines = probe(session, tuned=True, name=name, maker=maker)
+        leaks, leak_lines = identity_leaks(session, name, maker)
     total = len(HELD_OUT)
     print("base model:", *base_lines, sep="\n")
     print("tuned model:", *tuned_lines, sep="\n")
+    print("tuned model on everyday questions:", *leak_lines, sep="\n")
+    print(f"identity_leak: {leaks}/{len(EVERYDAY)}")
     print(f"base_pass: {100 * base_passed / total:.0f}% ({base_passed}/{total})")
     print(f"held_out_pass: {100 * tuned_passed / total:.0f}% ({tuned_passed}/{total})")
 

@@ -111,3 +111,39 @@ def test_stop_ends_training_at_the_next_step_and_saves_a_complete_checkpoint(tin
     checkpoint = tmp_path / "checkpoints" / f"checkpoint-{max(steps)}"
     assert (checkpoint / COMPLETE_MARKER).is_file()
     assert (Path(finished.output_dir) / "adapter_config.json").is_file()
+
+
+def test_scoring_only_labelled_positions_changes_nothing_but_speed(tiny_model_dir):
+    import trl.kernels.chunked_logprob as kernels
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from training.engine import score_only_labelled_positions
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_fused_lm_head(model)
+    ids = torch.randint(0, 1000, (2, 12))
+    labels = ids.clone()
+    labels[:, :7] = -100  # the prompt: masked, as in prompt/completion training
+    weight = model.model.layers[0].mlp.down_proj.weight
+
+    def log_probs_and_gradient():
+        model.zero_grad()
+        log_probs = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+        log_probs.sum().backward()
+        return log_probs.detach(), weight.grad.clone()
+
+    saved = trl_utils._use_triton
+    try:
+        trl_utils._use_triton = kernels._use_triton  # TRL as shipped: every position scored on the CPU
+        shipped = log_probs_and_gradient()
+        score_only_labelled_positions()
+        assert trl_utils._use_triton(torch.device("cpu"))
+        compacted = log_probs_and_gradient()
+    finally:
+        trl_utils._use_triton = saved
+    assert torch.allclose(shipped[0], compacted[0], atol=1e-6)
+    assert torch.allclose(shipped[1], compacted[1], atol=1e-6)
+    assert shipped[1].abs().sum() > 0

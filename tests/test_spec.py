@@ -69,7 +69,9 @@ def test_setting_max_steps_by_override_clears_epochs():
 
 
 def test_override_values_are_read_as_yaml():
-    assert parse_override("hyperparameters.learning_rate=1e-4") == ("hyperparameters.learning_rate", 1e-4)
+    # YAML 1.1 reads 1e-4 as text; the spec still takes it as the number a person meant
+    spec = JobSpec().with_overrides(dict([parse_override("hyperparameters.learning_rate=1e-4")]))
+    assert spec.hyperparameters.learning_rate == 1e-4
     assert parse_override("output.merge_adapter=true") == ("output.merge_adapter", True)
     assert parse_override("hyperparameters.eval_steps=null") == ("hyperparameters.eval_steps", None)
     with pytest.raises(UserError, match="section.field=value"):

@@ -14,6 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+import trl.trainer.utils as trl_utils
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
 from training.data import build_datasets
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
@@ -25,8 +31,6 @@ COMPLETE_MARKER = "COMPLETE"  # written last into a checkpoint folder, so a torn
 
 def to_lora_config(spec: JobSpec):
     """The PEFT LoRA config for lora/qlora jobs; None for full fine-tuning."""
-    from peft import LoraConfig
-
     method = spec.method
     if method.type == "full":
         return None
@@ -46,8 +50,6 @@ def to_lora_config(spec: JobSpec):
 
 
 def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
-    from trl import SFTConfig
-
     hp = spec.hyperparameters
     every_epoch = {"strategy": "epoch", "steps": None}
     save = {"strategy": "steps", "steps": hp.save_steps} if hp.save_steps else every_epoch
@@ -89,9 +91,6 @@ def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpoi
 
 
 def load_model(spec: JobSpec, plan: Plan, model_ref: str, token: str | None):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
     compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[plan.precision]
     common = {"revision": spec.model.revision, "token": token or False}
     quantization = None
@@ -114,60 +113,53 @@ def load_model(spec: JobSpec, plan: Plan, model_ref: str, token: str | None):
     return model, tokenizer
 
 
-class EventCallback:
+class EventCallback(TrainerCallback):
     """Turns Trainer callbacks into our events and asks for a cooperative stop at step boundaries."""
 
-    def __new__(cls, *args, **kwargs):
-        # Subclass TrainerCallback lazily so importing this module does not import transformers
-        from transformers import TrainerCallback
+    def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool]):
+        self.emit, self.should_stop = emit, should_stop
+        self.started = self.last_time = time.monotonic()
+        self.last_tokens = 0
+        self.stopped_early = False
 
-        class _Callback(TrainerCallback):
-            def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool]):
-                self.emit, self.should_stop = emit, should_stop
-                self.started = self.last_time = time.monotonic()
-                self.last_tokens = 0
-                self.stopped_early = False
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.should_stop():
+            self.stopped_early = True
+            control.should_training_stop = True
+            control.should_save = True  # a stopped job keeps its progress as a checkpoint
+        return control
 
-            def on_step_end(self, args, state, control, **kwargs):
-                if self.should_stop():
-                    self.stopped_early = True
-                    control.should_training_stop = True
-                    control.should_save = True  # a stopped job keeps its progress as a checkpoint
-                return control
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "eval_loss" in logs:
+            self.emit(Eval(step=state.global_step, eval_loss=float(logs["eval_loss"])))
+            return
+        if "loss" not in logs:
+            return
+        now = time.monotonic()
+        tokens = int(logs.get("num_tokens", self.last_tokens))  # TRL counts non-padding tokens
+        rate = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_tokens = now, tokens
+        per_step = (now - self.started) / max(state.global_step, 1)
+        self.emit(
+            Progress(
+                step=state.global_step,
+                total_steps=state.max_steps,
+                epoch=float(state.epoch or 0.0),
+                loss=float(logs["loss"]),
+                learning_rate=_maybe_float(logs.get("learning_rate")),
+                grad_norm=_maybe_float(logs.get("grad_norm")),
+                tokens_per_second=rate,
+                tokens_seen=tokens,
+                eta_seconds=per_step * max(state.max_steps - state.global_step, 0),
+            )
+        )
 
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                logs = logs or {}
-                if "eval_loss" in logs:
-                    self.emit(Eval(step=state.global_step, eval_loss=float(logs["eval_loss"])))
-                    return
-                if "loss" not in logs:
-                    return
-                now = time.monotonic()
-                tokens = int(logs.get("num_tokens", self.last_tokens))
-                rate = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
-                self.last_time, self.last_tokens = now, tokens
-                per_step = (now - self.started) / max(state.global_step, 1)
-                self.emit(
-                    Progress(
-                        step=state.global_step,
-                        total_steps=state.max_steps,
-                        epoch=float(state.epoch or 0.0),
-                        loss=float(logs["loss"]),
-                        learning_rate=_maybe_float(logs.get("learning_rate")),
-                        grad_norm=_maybe_float(logs.get("grad_norm")),
-                        tokens_per_second=rate,
-                        tokens_seen=tokens,
-                        eta_seconds=per_step * max(state.max_steps - state.global_step, 0),
-                    )
-                )
-
-            def on_save(self, args, state, control, **kwargs):
-                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                if folder.is_dir():
-                    (folder / COMPLETE_MARKER).write_text(str(state.global_step))
-                self.emit(Log(message=f"checkpoint saved at step {state.global_step}"))
-
-        return _Callback(*args, **kwargs)
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+        self.emit(Log(message=f"checkpoint saved at step {state.global_step}"))
 
 
 def _maybe_float(value) -> float | None:
@@ -183,8 +175,6 @@ def score_only_labelled_positions() -> None:
     and padding tokens whose loss is masked anyway; it was a third of each step here. The loss
     is identical (tests/test_engine.py checks). Remove once TRL compacts on every device.
     """
-    import trl.trainer.utils as trl_utils
-
     original = trl_utils._use_triton
     if getattr(original, "lathe_patched", False):
         return
@@ -204,8 +194,6 @@ def run_job(
     token: str | None = None,
 ) -> None:
     """Train `spec` into `job_dir`; raises on failure (the worker turns that into a Failed event)."""
-    from trl import SFTTrainer
-
     job_dir = Path(job_dir)
     plan = plan_for(spec)
     emit(Log(message=f"hardware plan: {plan.describe()}"))
