@@ -84,6 +84,7 @@ def command_train(args) -> int:
     spec = load_spec(args.spec)
     if args.overrides:
         spec = spec.with_overrides(dict(parse_override(text) for text in args.overrides))
+    print("checking the model and data (the first run converts the embedded model, ~15 s)...", flush=True)
     preflight(spec)
     manager = JobManager(args.jobs_dir)
     job_id = manager.start(spec, secrets={"HF_TOKEN": os.environ.get("HF_TOKEN", "")}, job_dir=args.job_dir)
