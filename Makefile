@@ -22,8 +22,11 @@ $(STAMP): requirements.txt
 
 dev: $(DEV_STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "warning: could not install chromium; the browser test will be skipped"
 	touch $@
 
 run: setup

@@ -1,14 +1,31 @@
-"""The app serves a page, and shows jobs from the jobs folder."""
+"""The app serves its page quickly: building the UI imports neither torch nor the training stack."""
 
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 from gradio_client import Client
 
 from training.jobs import JobManager
 from wizard.app import launch
+from wizard.form import SpecForm
+from wizard.monitor import loss_frame, progress_html, status_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_app_serves_a_page_listing_jobs(tmp_path):
+def test_building_the_ui_does_not_import_the_training_stack(tmp_path):
+    code = (
+        "import sys; from training.jobs import JobManager; from wizard.app import build_ui; "
+        f"build_ui(JobManager({str(tmp_path)!r})); "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_page_is_served_and_reattaches_to_the_newest_job(tmp_path):
     job = tmp_path / "demo-job"
     job.mkdir()
     (job / "spec.yaml").write_text("name: demo-job\n")
@@ -18,9 +35,44 @@ def test_the_app_serves_a_page_listing_jobs(tmp_path):
         html = urllib.request.urlopen(demo.local_url, timeout=30).read().decode()
         assert "Lathe" in html
         client = Client(demo.local_url, verbose=False)
-        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-        assert endpoints
-        text = client.predict(api_name=list(endpoints)[0])
-        assert "demo-job" in text and "completed" in text
+        status, *_ = client.predict("demo-job", api_name="/job_view")
+        assert "demo-job" in status and "completed" in status
     finally:
         demo.close()
+
+
+def test_the_run_view_draws_a_snapshot():
+    from training.jobs import JobSnapshot
+
+    snapshot = JobSnapshot(
+        job_id="j",
+        job_dir="/j",
+        state="running",
+        phase="training",
+        step=3,
+        total_steps=10,
+        epoch=0.3,
+        tokens_per_second=400.0,
+        eta_seconds=75,
+        train_loss=((1, 3.0), (2, 2.5), (3, 2.0)),
+        eval_loss=((3, 2.2),),
+    )
+    assert "step 3 of 10" in progress_html(snapshot) and "1m15s" in progress_html(snapshot)
+    assert "running" in status_markdown(snapshot)
+    frame = loss_frame(snapshot)
+    assert list(frame["curve"]) == ["train"] * 3 + ["validation"]
+
+
+def test_the_form_builds_the_spec_and_places_each_problem_under_its_field():
+    from training.presets import example_jobs
+
+    with __import__("gradio").Blocks():
+        form = SpecForm(example_jobs()["quickstart"])
+        form.field("hyperparameters.learning_rate")
+        form.field("hyperparameters.batch_size")
+    spec, problems = form.build([2e-4, 16.0])
+    assert spec.hyperparameters.learning_rate == 2e-4 and spec.hyperparameters.batch_size == 16
+    spec, problems = form.build([7.0, 0])
+    assert spec is None and {p for p, _ in problems} == {"hyperparameters.learning_rate", "hyperparameters.batch_size"}
+    updates = form.show_problems(problems, ["hyperparameters.learning_rate", "hyperparameters.batch_size"])
+    assert all(update["info"].startswith("⚠") for update in updates)

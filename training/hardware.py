@@ -62,3 +62,67 @@ def wants_gradient_checkpointing(spec: JobSpec, plan: Plan, parameter_count: int
     if setting != "auto":
         return setting == "on"
     return plan.device == "cuda" and parameter_count >= CHECKPOINTING_MIN_PARAMS
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    total_gb: float
+    free_gb: float
+    compute_capability: str
+    bf16: bool
+
+
+@dataclass(frozen=True)
+class Hardware:
+    gpus: tuple[Gpu, ...]
+    cpu_cores: int
+    ram_gb: float
+    cpu_bf16: bool
+
+    def describe(self) -> str:
+        """Plain-language lines for the GPU preview."""
+        if self.gpus:
+            lines = [
+                f"GPU {g.index}: {g.name}, {g.free_gb:.1f} of {g.total_gb:.1f} GB free, "
+                f"compute capability {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}"
+                for g in self.gpus
+            ]
+        else:
+            lines = ["No GPU found: training runs on the CPU (fine for the embedded model; slow for big ones)."]
+        lines.append(
+            f"CPU: {self.cpu_cores} cores, {self.ram_gb:.0f} GB RAM, "
+            f"fast bf16 {'yes (AVX-512 BF16 / AMX)' if self.cpu_bf16 else 'no (training uses fp32)'}"
+        )
+        return "\n".join(lines)
+
+
+def detect_hardware() -> Hardware:
+    """Every CUDA GPU with its memory, or just the CPU. Needs neither a GPU nor nvidia-smi."""
+    import os
+
+    import psutil
+    import torch
+
+    gpus = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            props = torch.cuda.get_device_properties(index)
+            gpus.append(
+                Gpu(
+                    index=index,
+                    name=props.name,
+                    total_gb=total / 2**30,
+                    free_gb=free / 2**30,
+                    compute_capability=f"{props.major}.{props.minor}",
+                    bf16=props.major >= 8,  # Ampere and newer run bf16 natively
+                )
+            )
+    return Hardware(
+        gpus=tuple(gpus),
+        cpu_cores=os.cpu_count() or 1,
+        ram_gb=psutil.virtual_memory().total / 2**30,
+        cpu_bf16=cpu_has_fast_bf16(),
+    )

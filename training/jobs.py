@@ -227,7 +227,13 @@ class JobManager:
         """Ask the worker to stop at the next step boundary; force it if it has not after the grace period."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None or job.done.is_set():
+        if job is None:
+            # Started elsewhere (the CLI, an earlier run of the app): the cooperative stop still works
+            job_dir = self.jobs_dir / job_id
+            if read_status(job_dir).get("state") in ("queued", "running"):
+                (job_dir / STOP_FILE).touch()
+            return
+        if job.done.is_set():
             return
         (Path(job.snapshot.job_dir) / STOP_FILE).touch()
         job.snapshot = replace(job.snapshot, stop_requested=True)

@@ -9,8 +9,10 @@ be shared, committed or attached to a bug report safely.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -203,26 +205,39 @@ def parse_override(text: str) -> tuple[str, Any]:
     return path.strip(), value
 
 
+class SpecError(UserError):
+    """Every problem found in a spec, each as (field path, message with the fix)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [
+            f"  - {message}" if message.startswith(path) else f"  - {path}: {message}" for path, message in problems
+        ]
+        super().__init__("The job spec has problems:\n" + "\n".join(lines))
+
+
 def parse_spec(data: Any) -> JobSpec:
-    """Validate raw data into a JobSpec, or raise UserError listing every problem with its field path."""
+    """Validate raw data into a JobSpec, or raise SpecError listing every problem with its field path."""
     if not isinstance(data, dict):
         raise UserError("The spec must be a mapping of sections (model, data, method, hyperparameters, output).")
     try:
         return JobSpec.model_validate(data)
     except ValidationError as error:
-        raise UserError("The job spec has problems:\n" + "\n".join(describe_errors(error))) from None
+        raise SpecError(describe_errors(error)) from None
 
 
-def describe_errors(error: ValidationError) -> list[str]:
-    lines = []
+def describe_errors(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field. Check the spelling; `python app.py train --help-spec` lists every field."
         for line in message.splitlines():
-            lines.append(f"  - {path}: {line}" if path and not line.startswith(path) else f"  - {line}")
-    return lines
+            # cross-field messages start with the field they are about; use it as the path
+            named = re.match(r"^([a-z_]+\.[a-z_]+) ", line)
+            problems.append((named.group(1), line) if named else (path, line))
+    return problems
 
 
 def load_spec(path: str | Path) -> JobSpec:
@@ -247,3 +262,36 @@ def field_help() -> list[tuple[str, str]]:
         else:
             rows.append((section_name, section_field.description or ""))
     return rows
+
+
+@dataclass(frozen=True)
+class FieldDescription:
+    """What a form needs to draw one spec field: kind, bounds, choices, default and help."""
+
+    path: str
+    help: str
+    kind: str  # "int", "float", "bool", "choice", "text" or "list"
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+
+def describe_field(path: str) -> FieldDescription:
+    section, _, name = path.partition(".")
+    owner = JobSpec.model_fields[section].annotation if name else JobSpec
+    info = owner.model_fields[name or section]
+    annotation, optional = info.annotation, False
+    arguments = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(arguments) == 1:
+        annotation, optional = arguments[0], True
+    bounds = {type(m).__name__: m for m in info.metadata}
+    minimum = next((getattr(bounds[k], attr) for k, attr in (("Ge", "ge"), ("Gt", "gt")) if k in bounds), None)
+    maximum = next((getattr(bounds[k], attr) for k, attr in (("Le", "le"), ("Lt", "lt")) if k in bounds), None)
+    if get_origin(annotation) is Literal:
+        kind, choices = "choice", tuple(get_args(annotation))
+    else:
+        kind = {int: "int", float: "float", bool: "bool", str: "text"}.get(annotation, "list")
+        choices = ()
+    return FieldDescription(path, info.description or "", kind, info.default, minimum, maximum, choices, optional)

@@ -1,38 +1,178 @@
-"""The Gradio app. For now: the job list and each job's live state; the five-step wizard grows here."""
+"""The Gradio app: a five-step wizard that ends in a live run view, and a chat tab.
+
+The job spec is the contract: steps fill a `SpecForm`, Next validates only the current step's
+fields (showing each problem under its field), and Launch hands a validated spec plus the
+session's token to the JobManager. The token lives in server-side session state (`gr.State`),
+never in the spec, the page or the browser's storage.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from training.jobs import JobManager, JobSnapshot
+from training.jobs import JobManager
+from training.presets import example_jobs
+from wizard import chat, monitor
+from wizard.form import SpecForm, owning_field, problems_markdown
+from wizard.steps import data, hyperparameters, model, preview
+
+STEP_MODEL, STEP_DATA, STEP_HYPER, STEP_PREVIEW, STEP_LAUNCH = 1, 2, 3, 4, 5
+UPLOAD_LIMIT = "20mb"
 
 
-def describe(snapshot: JobSnapshot) -> str:
-    progress = f"step {snapshot.step}/{snapshot.total_steps}" if snapshot.total_steps else snapshot.phase
-    loss = f", loss {snapshot.train_loss[-1][1]:.4f}" if snapshot.train_loss else ""
-    return f"**{snapshot.job_id}** — {snapshot.state} ({progress}{loss})"
+def io_problems(step: int, spec) -> list[tuple[str, str]]:
+    """Checks that touch the disk, run when a step is otherwise valid (a missing folder or file)."""
+    from training.data import load_conversations
+    from training.errors import UserError
+    from training.models import resolve_model
+
+    check = {
+        STEP_MODEL: lambda: resolve_model(spec.model.name_or_path),
+        STEP_DATA: lambda: load_conversations(spec.data),
+    }.get(step)
+    try:
+        check and check()
+    except UserError as error:
+        return [("model.name_or_path" if step == STEP_MODEL else "data.source", str(error))]
+    return []
 
 
 def build_ui(manager: JobManager) -> gr.Blocks:
+    form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}))
+    sessions = chat.SessionCache()
     with gr.Blocks(title="Lathe") as demo:
-        gr.Markdown(
-            "# Lathe\nFine-tune open LLMs without code. Start a job with "
-            "`python app.py train presets/jobs/quickstart.yaml`; it appears below."
+        token = gr.State("")  # server-side, per browser session
+        gr.Markdown("# Lathe\nFine-tune an open LLM in five steps, then chat with it.")
+        with gr.Tabs():
+            with gr.Tab("Fine-tune"):
+                with gr.Walkthrough(selected=STEP_MODEL) as walkthrough:
+                    with gr.Step("Model & token", id=STEP_MODEL):
+                        model_step = model.build(form)
+                        next_1 = gr.Button("Next", variant="primary")
+                    with gr.Step("Dataset & task", id=STEP_DATA):
+                        data_step = data.build(form, manager.jobs_dir.parent / "uploads")
+                        with gr.Row():
+                            back_2, next_2 = gr.Button("Back"), gr.Button("Next", variant="primary")
+                    with gr.Step("Hyperparameters", id=STEP_HYPER):
+                        preset = hyperparameters.build(form)
+                        with gr.Row():
+                            back_3, next_3 = gr.Button("Back"), gr.Button("Next", variant="primary")
+                    with gr.Step("GPU preview", id=STEP_PREVIEW):
+                        preview_step = preview.build()
+                        with gr.Row():
+                            back_4, next_4 = gr.Button("Back"), gr.Button("Next", variant="primary")
+                    with gr.Step("Launch & monitor", id=STEP_LAUNCH):
+                        launch_button = gr.Button("Launch", variant="primary")
+                        launch_problems = gr.Markdown()
+                        run_view = monitor.build(manager)
+                        back_5 = gr.Button("Back")
+                step_problems = gr.Markdown()
+            with gr.Tab("Chat"):
+                chat_tab = chat.build(manager, sessions)
+
+        # ---- Navigation: Next validates the current step; Back keeps everything entered ----
+        steps = {STEP_MODEL: model.PATHS, STEP_DATA: data.PATHS, STEP_HYPER: hyperparameters.PATHS}
+
+        def go_next(step: int):
+            paths = steps.get(step, [])
+
+            def handler(*values):
+                spec, problems = form.build(values)
+                mine = [p for p in problems if owning_field(p[0], paths) in paths]
+                if not mine and spec is not None:
+                    mine = io_problems(step, spec)
+                selected = step if mine else step + 1
+                return [gr.Walkthrough(selected=selected), problems_markdown(mine), *form.show_problems(mine, paths)]
+
+            return handler
+
+        for step, button in ((STEP_MODEL, next_1), (STEP_DATA, next_2), (STEP_HYPER, next_3)):
+            outputs = [walkthrough, step_problems, *[form.components[p] for p in steps[step]]]
+            button.click(go_next(step), inputs=form.inputs, outputs=outputs, api_name=f"next_{step}")
+        next_4.click(lambda: gr.Walkthrough(selected=STEP_LAUNCH), outputs=walkthrough, api_visibility="private")
+        for step, button in ((STEP_DATA, back_2), (STEP_HYPER, back_3), (STEP_PREVIEW, back_4), (STEP_LAUNCH, back_5)):
+            button.click(lambda s=step: gr.Walkthrough(selected=s - 1), outputs=walkthrough, api_visibility="private")
+
+        # ---- Step actions ----
+        def check_access(model_id, typed_token, saved_token):
+            from training.hub import check_access as check
+
+            secret = typed_token or saved_token
+            result = check(model_id, secret or None)
+            # The token moves into server-side state and the box is emptied, so it is not sent again
+            return ("✅ " if result.ok else "⚠ ") + result.message, "", secret
+
+        model_step.check.click(
+            check_access,
+            inputs=[model_step.model, model_step.token, token],
+            outputs=[model_step.access, model_step.token, token],
+            api_name="check_access",
         )
-        jobs = gr.Markdown()
+        model_step.token.change(
+            lambda typed, saved: typed or saved,
+            inputs=[model_step.token, token],
+            outputs=token,
+            api_visibility="private",
+        )
+        data_step.preview_button.click(
+            lambda *values: data.render_preview(form, values),
+            inputs=form.inputs,
+            outputs=data_step.preview,
+            api_name="preview_data",
+        )
+        preset.change(
+            lambda name, *values: hyperparameters.apply_preset(form, name, values),
+            inputs=[preset, *form.inputs],
+            outputs=[form.components[p] for p in hyperparameters.PATHS],
+            api_visibility="private",
+        )
+        preview_outputs = [preview_step.hardware, preview_step.summary, preview_step.spec_yaml, preview_step.download]
+        next_3.click(
+            lambda *values: preview.preview(form, values),
+            inputs=form.inputs,
+            outputs=preview_outputs,
+            api_name="gpu_preview",
+        )
 
-        def refresh() -> str:
-            rows = [describe(manager.snapshot(job_id)) for job_id in manager.list_jobs()]
-            return "\n\n".join(rows) or "No jobs yet."
+        def launch(secret, *values):
+            spec, problems = form.build(values)
+            if spec is None:
+                return problems_markdown(problems), gr.update()
+            job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None)
+            return f"Launched **{job_id}**.", gr.update(choices=manager.list_jobs(), value=job_id)
 
-        demo.load(refresh, outputs=jobs)
-        gr.Timer(2.0).tick(refresh, outputs=jobs)
+        launch_button.click(
+            launch, inputs=[token, *form.inputs], outputs=[launch_problems, run_view.job], api_name="launch"
+        )
+
+        # ---- Re-attach on every page load: the running (or newest) job, with its whole curve ----
+        def on_load():
+            job_id = monitor.job_to_show(manager)
+            running = job_id is not None and manager.snapshot(job_id).state in ("queued", "running")
+            jobs = gr.update(choices=manager.list_jobs(), value=job_id)
+            finished = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
+            step = gr.Walkthrough(selected=STEP_LAUNCH) if running else gr.Walkthrough()
+            return jobs, step, gr.update(choices=finished, value=finished[0] if finished else None)
+
+        demo.load(on_load, outputs=[run_view.job, walkthrough, chat_tab.job], api_name="attach")
     return demo
 
 
 def launch(manager: JobManager, host: str = "127.0.0.1", port: int | None = 7860, block: bool = True):
     demo = build_ui(manager)
     demo.queue().launch(
-        server_name=host, server_port=port, prevent_thread_lock=not block, enable_monitoring=False, show_error=False
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        share=False,
+        show_error=False,
+        enable_monitoring=False,
+        run_history=False,  # it would keep every input, the token included, in the browser's storage
+        max_file_size=UPLOAD_LIMIT,
+        ssr_mode=False,
+        footer_links=["api"],
+        allowed_paths=[str(Path(manager.jobs_dir))],
     )
     return demo

@@ -1,0 +1,104 @@
+"""The running app driven through its endpoints with gradio_client, as a script (or the browser) would.
+
+Builds jobs from the wizard's own form with the demo data, launches, watches loss arrive, stops one
+job early, lets another finish, and chats with the result. A canary token goes through the whole
+flow and must never show up in job files, logs, the worker's command line or the served page.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from training.jobs import JobManager
+from training.worker import read_status
+from wizard.app import launch
+
+pytestmark = pytest.mark.slow
+CANARY = "hf_canaryTOKENdoNotLeak0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, embedded_model_dir):
+    jobs_dir = tmp_path_factory.mktemp("wizard") / "jobs"
+    demo = launch(JobManager(jobs_dir), port=None, block=False)
+    yield demo, jobs_dir
+    demo.close()
+
+
+def form_values(client: Client, endpoint: str, **by_label) -> list:
+    """The wizard form's values in endpoint order: its defaults, with some fields changed by label."""
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["parameters"]
+    labels = [p["label"] for p in parameters]
+    assert set(by_label) <= set(labels), set(by_label) - set(labels)
+    return [by_label.get(p["label"], p.get("parameter_default")) for p in parameters]
+
+
+def step_of(client: Client, job_id: str) -> tuple[int, str]:
+    status, progress, *_ = client.predict(job_id, api_name="/job_view")
+    match = re.search(r"step (\d+) of", progress or "")
+    return (int(match.group(1)) if match else 0), status
+
+
+def wait_for(predicate, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(1.0)
+    return False
+
+
+def test_launch_watch_stop_finish_and_chat(app):
+    demo, jobs_dir = app
+    client = Client(demo.local_url, verbose=False)
+
+    access, _token_box = client.predict("embedded:smollm2-135m-instruct", CANARY, api_name="/check_access")
+    assert "no token" in access and CANARY not in access
+
+    # A long job: watch loss arrive, then stop it early.
+    long_job = form_values(client, "/launch", **{"Job name": "long", "Stop after": "Max steps", "Max steps": 500})
+    message, long_id = client.predict(*long_job, api_name="/launch")
+    assert "Launched" in message
+    assert wait_for(lambda: step_of(client, long_id)[0] >= 2), step_of(client, long_id)
+    pid = read_status(jobs_dir / long_id)["pid"]
+    assert CANARY not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    client.predict(long_id, api_name="/stop_job")
+    assert wait_for(lambda: "stopped" in step_of(client, long_id)[1], timeout=120), step_of(client, long_id)
+    stopped_at = step_of(client, long_id)[0]
+    assert 2 <= stopped_at < 500
+
+    # A short job that finishes, then the chat: the tuned model answers differently from the base.
+    short_job = form_values(
+        client, "/launch", **{"Job name": "short", "Stop after": "Max steps", "Max steps": 8, "Learning rate": 1e-3}
+    )
+    _, short_id = client.predict(*short_job, api_name="/launch")
+    assert wait_for(lambda: "completed" in step_of(client, short_id)[1]), step_of(client, short_id)
+
+    assert "Loaded" in client.predict(short_id, api_name="/load_chat")
+    tuned, base, stats, _ = client.predict(short_id, "Who are you?", "", 0.0, 1.0, 32, [], [], api_name="/chat")
+    tuned_reply, base_reply = tuned[-1]["content"], base[-1]["content"]
+    assert tuned_reply and base_reply and tuned_reply != base_reply
+    assert "first token" in stats and "tokens/s" in stats
+
+    # The canary token reached no file, log or served page.
+    for path in jobs_dir.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    for route in ("/", "/config", "/gradio_api/info"):
+        body = urllib.request.urlopen(demo.local_url.rstrip("/") + route, timeout=30).read().decode(errors="replace")
+        assert CANARY not in body, route
+
+
+def test_next_refuses_an_invalid_step_and_names_the_field(app):
+    demo, _ = app
+    client = Client(demo.local_url, verbose=False)
+    values = form_values(client, "/next_3", **{"Learning rate": 5.0, "Stop after": "Max steps", "Max steps": None})
+    _walkthrough, problems, *_ = client.predict(*values, api_name="/next_3")
+    assert "Learning rate" in problems and "less than or equal to 1" in problems
+    assert "Max steps" in problems or "neither epochs nor max_steps" in problems

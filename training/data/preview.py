@@ -1,0 +1,93 @@
+"""What the model will see: examples rendered through its own chat template, and the job's size.
+
+Rendering follows TRL's prompt/completion path: the prompt is the chat template applied with a
+generation prompt, the completion is the rest of the fully templated conversation. Only the
+completion is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from training.data.load import load_conversations, split_rows
+from training.errors import UserError
+from training.models import resolve_model
+from training.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class RenderedExample:
+    prompt: str  # seen by the model, not trained
+    completion: str  # seen and trained
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    train_rows: int
+    validation_rows: int
+    tokens_per_epoch: int  # after cutting rows to the context length
+    longest_tokens: int
+    rows_over_context: int
+    steps_per_epoch: int
+    steps: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens the whole run will train on: whole epochs, or max steps' share of them."""
+        return round(self.tokens_per_epoch * self.steps / self.steps_per_epoch)
+
+    def describe(self) -> str:
+        text = (
+            f"~{self.steps} optimizer steps, ~{self.total_tokens:,} tokens "
+            f"({self.train_rows} training rows, {self.validation_rows} validation rows, "
+            f"longest {self.longest_tokens} tokens)"
+        )
+        if self.rows_over_context:
+            text += f". {self.rows_over_context} rows are longer than the context length and will be cut."
+        return text
+
+
+def load_tokenizer(spec: JobSpec, token: str | None = None):
+    from transformers import AutoTokenizer
+
+    reference = resolve_model(spec.model.name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(reference, revision=spec.model.revision, token=token or False)
+    except OSError as error:
+        raise UserError(
+            f"model.name_or_path: could not load the tokenizer of {spec.model.name_or_path} "
+            f"({str(error).splitlines()[0][:200]}). Check the id and your access, or pick a local model."
+        ) from None
+
+
+def render(tokenizer, conversation: list[dict[str, str]]) -> RenderedExample:
+    prompt = tokenizer.apply_chat_template(conversation[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(conversation, tokenize=False)
+    completion = full[len(prompt) :] if full.startswith(prompt) else conversation[-1]["content"]
+    return RenderedExample(prompt=prompt, completion=completion)
+
+
+def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> list[RenderedExample]:
+    tokenizer = load_tokenizer(spec, token)
+    return [render(tokenizer, conversation) for conversation in load_conversations(spec.data)[:count]]
+
+
+def summarize(spec: JobSpec, token: str | None = None) -> DataSummary:
+    """Rows, tokens and optimizer steps for the GPU preview, counted with the model's tokenizer."""
+    tokenizer = load_tokenizer(spec, token)
+    hp = spec.hyperparameters
+    train, validation = split_rows(load_conversations(spec.data), spec.data.validation_split, hp.seed)
+    lengths = [len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in train]
+    # The Trainer's count: batches per epoch, divided by accumulation, at least one update
+    steps_per_epoch = max(math.ceil(len(train) / hp.batch_size) // hp.gradient_accumulation, 1)
+    steps = hp.max_steps or math.ceil(hp.epochs * steps_per_epoch)
+    return DataSummary(
+        train_rows=len(train),
+        validation_rows=len(validation),
+        tokens_per_epoch=sum(min(n, hp.context_length) for n in lengths),
+        longest_tokens=max(lengths),
+        rows_over_context=sum(n > hp.context_length for n in lengths),
+        steps_per_epoch=steps_per_epoch,
+        steps=steps,
+    )

@@ -1,0 +1,136 @@
+"""The chat tab: the fine-tuned model and the base model answer the same message side by side."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import gradio as gr
+
+from training.errors import UserError
+from training.jobs import JobManager
+
+
+@dataclass
+class ChatTab:
+    job: gr.Dropdown
+    load: gr.Button
+    status: gr.Markdown
+    tuned: gr.Chatbot
+    base: gr.Chatbot
+    message: gr.Textbox
+
+
+class SessionCache:
+    """One loaded chat model at a time, shared by every browser session (models are big)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._job_dir: str | None = None
+        self._session = None
+
+    def get(self, job_dir: str, device: str | None):
+        from training.chat import ChatSession  # loads torch: only when someone chats
+
+        with self._lock:
+            if self._job_dir != job_dir:
+                self._session = None  # free the old model before loading the next
+                self._session = ChatSession(job_dir, device=device)
+                self._job_dir = job_dir
+            return self._session
+
+
+def text_of(content) -> str:
+    """gradio 6 may hand message content back as a list of parts; the chat template wants text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
+
+
+def plain_history(history: list[dict]) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": text_of(m["content"])} for m in history or []]
+
+
+def choose_device(manager: JobManager) -> tuple[str | None, str]:
+    """Keep the chat model off a GPU that a running job is using, and say so."""
+    from training.hardware import detect_hardware
+
+    running = [j for j in manager.list_jobs() if manager.snapshot(j).state in ("queued", "running")]
+    if detect_hardware().gpus and running:
+        return "cpu", f"A job is training on the GPU ({running[0]}), so the chat model runs on the CPU for now."
+    return None, ""
+
+
+def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
+    gr.Markdown(
+        "### Chat with a finished job\nThe fine-tuned model (left) and the base model (right) answer the "
+        "same message. Each reply shows its time to first token and tokens per second."
+    )
+    with gr.Row():
+        job = gr.Dropdown(choices=manager.list_jobs(), label="Job", scale=3)
+        load = gr.Button("Load", scale=1)
+    status = gr.Markdown()
+    with gr.Accordion("System prompt and generation settings", open=False):
+        system = gr.Textbox(label="System prompt", info="Empty: the model's own default system prompt.")
+        with gr.Row():
+            temperature = gr.Slider(
+                0.0, 2.0, value=0.0, step=0.05, label="Temperature", info="0 = always the same answer"
+            )
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
+            max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label="Max new tokens")
+    with gr.Row():
+        tuned = gr.Chatbot(label="Fine-tuned", height=360)
+        base = gr.Chatbot(label="Base model", height=360)
+    message = gr.Textbox(label="Message", placeholder="Who are you?")
+    with gr.Row():
+        send = gr.Button("Send", variant="primary")
+        clear = gr.Button("Clear chat")
+
+    def load_job(job_id):
+        if not job_id:
+            return "Pick a finished job."
+        device, note = choose_device(manager)
+        try:
+            sessions.get(manager.snapshot(job_id).job_dir, device)
+        except (UserError, KeyError) as error:
+            return f"⚠ {error}"
+        return f"Loaded **{job_id}**. {note}".strip()
+
+    def respond(job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history):
+        from training.chat import GenerationSettings
+
+        if not job_id or not text.strip():
+            yield tuned_history, base_history, "Pick a job and type a message.", text
+            return
+        try:
+            session = sessions.get(manager.snapshot(job_id).job_dir, choose_device(manager)[0])
+        except (UserError, KeyError) as error:
+            yield tuned_history, base_history, f"⚠ {error}", text
+            return
+        settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=temp, top_p=p)
+        histories = {True: plain_history(tuned_history), False: plain_history(base_history)}
+        stats = []
+        for is_tuned in (True, False):
+            history = histories[is_tuned] + [{"role": "user", "content": text}]
+            prompt = ([{"role": "system", "content": system_prompt}] if system_prompt.strip() else []) + history
+            reply = ""
+            for piece in session.stream(prompt, tuned=is_tuned, settings=settings):
+                reply += piece
+                histories[is_tuned] = history + [{"role": "assistant", "content": reply}]
+                yield histories[True], histories[False], " · ".join(stats), ""
+            s = session.last_stats
+            stats.append(
+                f"{'tuned' if is_tuned else 'base'}: first token {s.time_to_first_token_s:.2f} s, "
+                f"{s.tokens_per_second:.1f} tokens/s"
+            )
+        yield histories[True], histories[False], " · ".join(stats), ""
+
+    load.click(load_job, inputs=job, outputs=status, api_name="load_chat")
+    inputs = [job, message, system, temperature, top_p, max_new_tokens, tuned, base]
+    outputs = [tuned, base, status, message]
+    send.click(respond, inputs=inputs, outputs=outputs, api_name="chat")
+    message.submit(respond, inputs=inputs, outputs=outputs, api_visibility="private")
+    clear.click(lambda: ([], [], ""), outputs=[tuned, base, status], api_visibility="private")
+    return ChatTab(job=job, load=load, status=status, tuned=tuned, base=base, message=message)

@@ -1,0 +1,165 @@
+"""The wizard's form: widgets drawn from the spec's own field declarations, and values turned back into a spec.
+
+Labels, help, bounds and choices come from `training.spec`; this module holds no second copy of
+defaults. Handlers receive the form's values as one list (in `SpecForm.inputs` order) and hand it
+to `SpecForm.build`, so no handler takes a dozen positional UI values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+
+from training.errors import UserError
+from training.spec import DEMO_PREFIX, JobSpec, SpecError, apply_overrides, describe_field, parse_spec
+
+# Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
+STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL = (
+    "stop_rule",
+    "source_kind",
+    "demo_name",
+    "uploaded_path",
+    "mix_general",
+)
+EXTRA_KEYS = {STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL}
+STOP_BY_EPOCHS, STOP_BY_STEPS = "Epochs", "Max steps"
+SOURCE_DEMO, SOURCE_UPLOAD = "Bundled demo", "Upload a JSONL file"
+GENERAL_DEMO = "demo:general"
+
+
+LABELS = {
+    "method.type": "Method",
+    "method.lora_r": "LoRA rank (r)",
+    "method.lora_alpha": "LoRA alpha",
+    "method.lora_dropout": "LoRA dropout",
+    "method.target_modules": "LoRA target modules",
+    "hyperparameters.context_length": "Context length (tokens)",
+    "output.save_total_limit": "Checkpoints to keep",
+}
+
+
+def label_for(path: str) -> str:
+    return LABELS.get(path) or path.rpartition(".")[2].replace("_", " ").capitalize()
+
+
+def value_at(spec: JobSpec, path: str) -> Any:
+    value: Any = spec
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+class SpecForm:
+    def __init__(self, base: JobSpec):
+        self.base = base
+        self.components: dict[str, gr.components.Component] = {}
+
+    # ---- drawing ----------------------------------------------------------------------------
+
+    def field(self, path: str, component=None, slider: bool = False, **options) -> gr.components.Component:
+        """A widget for one spec field, with label, help, bounds and choices from the spec.
+
+        `component` supplies a ready-made widget instead (e.g. the model picker); `slider` draws a
+        bounded number as a slider.
+        """
+        field = describe_field(path)
+        value = value_at(self.base, path)
+        common = {"label": options.pop("label", label_for(path)), "info": field.help, "value": value, **options}
+        if component is not None:
+            widget = component
+        elif slider:
+            widget = gr.Slider(minimum=field.minimum, maximum=field.maximum, **common)
+        elif field.kind == "choice":
+            widget = gr.Dropdown(choices=list(field.choices), **common)
+        elif field.kind == "bool":
+            widget = gr.Checkbox(**common)
+        elif field.kind in ("int", "float"):
+            widget = gr.Number(
+                minimum=field.minimum, maximum=field.maximum, precision=0 if field.kind == "int" else None, **common
+            )
+        else:
+            widget = gr.Textbox(**common)
+        self.components[path] = widget
+        return widget
+
+    def extra(self, key: str, component: gr.components.Component) -> gr.components.Component:
+        self.components[key] = component
+        return component
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        return list(self.components.values())
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def overrides(self, values: Sequence[Any]) -> dict[str, Any]:
+        fields = dict(zip(self.components, values, strict=True))
+        stop_rule = fields.pop(STOP_RULE, STOP_BY_EPOCHS)
+        # Epochs and max steps are one choice: the other one is cleared
+        if stop_rule == STOP_BY_EPOCHS:
+            fields["hyperparameters.max_steps"] = None
+        else:
+            fields["hyperparameters.epochs"] = None
+        kind, demo, uploaded = fields.pop(SOURCE_KIND, None), fields.pop(DEMO_NAME, None), fields.pop(UPLOADED_PATH, "")
+        if kind == SOURCE_DEMO and demo:
+            fields["data.source"] = DEMO_PREFIX + demo
+        elif kind == SOURCE_UPLOAD:
+            fields["data.source"] = uploaded or ""
+        if MIX_GENERAL in fields:
+            fields["data.mix_in"] = [GENERAL_DEMO] if fields.pop(MIX_GENERAL) else []
+        return {path: _clean(value) for path, value in fields.items()}
+
+    def build(self, values: Sequence[Any]) -> tuple[JobSpec | None, list[tuple[str, str]]]:
+        """The spec these values describe, or every problem as (field path, message)."""
+        try:
+            return parse_spec(apply_overrides(self.base.model_dump(mode="json"), self.overrides(values))), []
+        except SpecError as error:
+            return None, error.problems
+        except UserError as error:
+            return None, [("", str(error))]
+
+    def show_problems(self, problems: list[tuple[str, str]], paths: Sequence[str]) -> list:
+        """Updates that put each problem under its own field (or restore the field's help)."""
+        by_path: dict[str, list[str]] = {}
+        for path, message in problems:
+            by_path.setdefault(owning_field(path, paths), []).append(message)
+        updates = []
+        for path in paths:
+            messages = by_path.get(path)
+            if messages:
+                updates.append(gr.update(info="⚠ " + " ".join(messages)))
+            elif path in EXTRA_KEYS:
+                updates.append(gr.update())
+            else:
+                updates.append(gr.update(info=describe_field(path).help))
+        return updates
+
+
+# Problems about a spec field that the form sets indirectly show on the input that decides it.
+SHOWN_ON = {"data.source": SOURCE_KIND, "data.mix_in": MIX_GENERAL, "hyperparameters": STOP_RULE}
+
+
+def owning_field(path: str, paths: Sequence[str]) -> str:
+    """The input a problem belongs to; a section-level problem shows on the section's first field."""
+    path = SHOWN_ON.get(path, path)
+    if path in paths:
+        return path
+    return next((p for p in paths if p.startswith(path + ".")), path)
+
+
+def _clean(value: Any) -> Any:
+    """Gradio gives '' for an emptied text box and floats for whole numbers; the spec wants None and ints."""
+    if value == "":
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def problems_markdown(problems: list[tuple[str, str]]) -> str:
+    if not problems:
+        return ""
+    lines = "\n".join(f"- **{label_for(path) if path else 'Job'}**: {message}" for path, message in problems)
+    return f"Please fix before going on:\n{lines}"

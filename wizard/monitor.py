@@ -1,0 +1,120 @@
+"""The live run view: a timer polls the JobManager's snapshot of the selected job.
+
+Nothing about a job lives in the browser: closing the tab changes nothing for training, and a
+reloaded page picks the running (or newest) job again and redraws its whole curve from the snapshot.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from training.jobs import JobManager, JobSnapshot
+
+POLL_SECONDS = 1.0
+LOG_LINES = 30
+
+
+@dataclass
+class Monitor:
+    job: gr.Dropdown
+    status: gr.Markdown
+    progress: gr.HTML
+    loss_plot: gr.LinePlot
+    lr_plot: gr.LinePlot
+    logs: gr.Textbox
+    stop: gr.Button
+    timer: gr.Timer
+
+    @property
+    def view(self) -> list:
+        return [self.status, self.progress, self.loss_plot, self.lr_plot, self.logs]
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def status_markdown(snapshot: JobSnapshot) -> str:
+    text = f"**{snapshot.job_id}** — {snapshot.state}"
+    if snapshot.phase and snapshot.state == "running":
+        text += f" ({snapshot.phase.replace('_', ' ')})"
+    if snapshot.stop_requested and snapshot.state == "running":
+        text += " — stopping after this step…"
+    if snapshot.state == "failed":
+        text += f"\n\n⚠ {snapshot.message} {snapshot.hint}"
+    if snapshot.output_dir:
+        text += f"\n\nSaved to `{snapshot.output_dir}`. Open the **Chat** tab to talk to it."
+    return text
+
+
+def progress_html(snapshot: JobSnapshot) -> str:
+    if not snapshot.total_steps:
+        return "<p>Waiting for the first step…</p>" if snapshot.state in ("queued", "running") else ""
+    speed = f" · {snapshot.tokens_per_second:.0f} tokens/s" if snapshot.tokens_per_second else ""
+    return (
+        f"<progress value='{snapshot.step}' max='{snapshot.total_steps}' style='width:100%'></progress>"
+        f"<p>step {snapshot.step} of {snapshot.total_steps} · epoch {snapshot.epoch:.2f} · "
+        f"time left {format_seconds(snapshot.eta_seconds)}{speed}</p>"
+    )
+
+
+def loss_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    rows = [(step, loss, "train") for step, loss in snapshot.train_loss]
+    rows += [(step, loss, "validation") for step, loss in snapshot.eval_loss]
+    return pd.DataFrame(rows, columns=["step", "loss", "curve"])
+
+
+def lr_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    return pd.DataFrame(list(snapshot.learning_rate), columns=["step", "learning_rate"])
+
+
+def render(manager: JobManager, job_id: str | None) -> list:
+    if not job_id:
+        empty = pd.DataFrame(columns=["step", "loss", "curve"])
+        return ["No job yet: launch one above.", "", empty, pd.DataFrame(columns=["step", "learning_rate"]), ""]
+    try:
+        snapshot = manager.snapshot(job_id)
+    except KeyError:
+        return [f"No job called {html.escape(job_id)}.", "", None, None, ""]
+    logs = "\n".join(snapshot.logs[-LOG_LINES:])
+    return [status_markdown(snapshot), progress_html(snapshot), loss_frame(snapshot), lr_frame(snapshot), logs]
+
+
+def job_to_show(manager: JobManager) -> str | None:
+    """On page load: a running job if there is one, else the newest."""
+    jobs = manager.list_jobs()
+    running = [job for job in jobs if manager.snapshot(job).state in ("queued", "running")]
+    return (running or jobs or [None])[0]
+
+
+def build(manager: JobManager) -> Monitor:
+    job = gr.Dropdown(choices=manager.list_jobs(), label="Job (all jobs in the jobs folder)", allow_custom_value=False)
+    status = gr.Markdown()
+    progress = gr.HTML()
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", height=260)
+        lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate", height=260)
+    logs = gr.Textbox(label="Recent log lines", lines=6, max_lines=12, interactive=False)
+    stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
+    timer = gr.Timer(POLL_SECONDS)
+    monitor = Monitor(job, status, progress, loss_plot, lr_plot, logs, stop, timer)
+
+    def refresh(job_id):
+        return render(manager, job_id)
+
+    def stop_job(job_id):
+        if job_id:
+            manager.stop(job_id)
+        return render(manager, job_id)
+
+    timer.tick(refresh, inputs=job, outputs=monitor.view, api_name="job_view", show_progress="hidden")
+    job.change(refresh, inputs=job, outputs=monitor.view, api_visibility="private")
+    stop.click(stop_job, inputs=job, outputs=monitor.view, api_name="stop_job")
+    return monitor

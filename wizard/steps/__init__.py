@@ -1,0 +1,1 @@
+"""One module per wizard step; each `build()` draws its step and returns its named components."""

@@ -1,0 +1,105 @@
+"""Step 2 — Dataset & task: where the rows come from, the validation split, and a faithful preview."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from training.data import demo_names
+from training.errors import UserError
+from wizard.form import DEMO_NAME, MIX_GENERAL, SOURCE_DEMO, SOURCE_KIND, SOURCE_UPLOAD, UPLOADED_PATH, SpecForm
+
+PATHS = [SOURCE_KIND, DEMO_NAME, "data.assistant_name", "data.assistant_maker", MIX_GENERAL, "data.validation_split"]
+TASKS = ["Instruction / chat fine-tuning"]  # more tasks arrive with the datasets work
+PREVIEW_ROWS = 3
+
+
+@dataclass
+class DataStep:
+    upload: gr.File
+    uploaded_path: gr.Textbox
+    preview_button: gr.Button
+    preview: gr.HTML
+
+
+def keep_upload(temporary_path: str | None, uploads_dir: Path) -> str:
+    """Copy an upload under a name made from its content: the person's file name is never used as a path."""
+    if not temporary_path:
+        return ""
+    data = Path(temporary_path).read_bytes()
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    target = uploads_dir / f"{hashlib.sha256(data).hexdigest()[:16]}.jsonl"
+    if not target.exists():
+        shutil.copyfile(temporary_path, target)
+    return str(target)
+
+
+def preview_html(examples) -> str:
+    """Each example as the model sees it; the trained part is highlighted. Everything is escaped."""
+    blocks = [
+        f"<pre class='lathe-example'>{html.escape(example.prompt)}<mark>{html.escape(example.completion)}</mark></pre>"
+        for example in examples
+    ]
+    legend = "<p>Exactly what the model reads. <mark>Highlighted</mark> text is what it learns to write.</p>"
+    return legend + "".join(blocks)
+
+
+def render_preview(form: SpecForm, values) -> str:
+    from training.data.preview import render_examples  # imports transformers: only when asked
+
+    spec, problems = form.build(values)
+    if spec is None:
+        return "<p>" + html.escape("; ".join(message for _, message in problems)) + "</p>"
+    try:
+        return preview_html(render_examples(spec, PREVIEW_ROWS))
+    except UserError as error:
+        return f"<p>{html.escape(str(error))}</p>"
+
+
+def build(form: SpecForm, uploads_dir: Path) -> DataStep:
+    gr.Markdown("### 2 · Dataset & task")
+    gr.Dropdown(choices=TASKS, value=TASKS[0], label="Task", info="What the model should learn to do.")
+    base_source = form.base.data.source
+    is_demo = base_source.startswith("demo:")
+    kind = form.extra(
+        SOURCE_KIND,
+        gr.Radio([SOURCE_DEMO, SOURCE_UPLOAD], label="Data source", value=SOURCE_DEMO if is_demo else SOURCE_UPLOAD),
+    )
+    demos = demo_names()
+    form.extra(
+        DEMO_NAME,
+        gr.Dropdown(
+            demos,
+            label="Demo dataset",
+            value=base_source.removeprefix("demo:") if is_demo else demos[0],
+            info="identity teaches the model a new name and maker; general is everyday Q&A.",
+        ),
+    )
+    upload = gr.File(label="Your data (JSONL, one conversation per line)", file_types=[".jsonl"], type="filepath")
+    uploaded_path = form.extra(UPLOADED_PATH, gr.Textbox(visible=False, value="" if is_demo else base_source))
+    with gr.Row():
+        form.field("data.assistant_name", label="Assistant name (identity demo)")
+        form.field("data.assistant_maker", label="Assistant maker (identity demo)")
+    form.extra(
+        MIX_GENERAL,
+        gr.Checkbox(
+            label="Mix in everyday questions (demo:general)",
+            value="demo:general" in form.base.data.mix_in,
+            info="Keeps the model's general knowledge while it learns your data.",
+        ),
+    )
+    form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
+    upload.upload(
+        lambda path: (keep_upload(path, uploads_dir), SOURCE_UPLOAD),
+        inputs=upload,
+        outputs=[uploaded_path, kind],
+        api_visibility="private",
+    )
+    preview_button = gr.Button("Show how the model sees the data")
+    preview = gr.HTML()
+    return DataStep(upload=upload, uploaded_path=uploaded_path, preview_button=preview_button, preview=preview)

@@ -1,0 +1,53 @@
+"""Step 1 — Model & token: the job name, the model (catalog, Hub id or local folder) and the token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from training.presets import model_catalog
+from wizard.form import SpecForm
+
+PATHS = ["name", "model.name_or_path"]
+
+
+@dataclass
+class ModelStep:
+    model: gr.Dropdown
+    model_info: gr.Markdown
+    token: gr.Textbox
+    check: gr.Button
+    access: gr.Markdown
+
+
+def describe_model(model_id: str) -> str:
+    for entry in model_catalog():
+        if entry.id == model_id:
+            gated = "gated: accept its licence on the Hub and enter a token" if entry.gated else "not gated"
+            return f"{entry.params_b:g} B parameters · licence {entry.licence} · {gated}"
+    return "A Hugging Face model id (org/name) or a folder on this machine."
+
+
+def build(form: SpecForm) -> ModelStep:
+    gr.Markdown("### 1 · Model & token\nPick the model to fine-tune. The embedded model works offline.")
+    form.field("name", label="Job name")
+    choices = [(entry.label, entry.id) for entry in model_catalog()]
+    model = form.field(
+        "model.name_or_path",
+        component=gr.Dropdown(
+            choices=choices, value=form.base.model.name_or_path, allow_custom_value=True, label="Model"
+        ),
+        label="Model",
+    )
+    model_info = gr.Markdown(describe_model(form.base.model.name_or_path))
+    model.change(describe_model, inputs=model, outputs=model_info, api_visibility="private")
+    token = gr.Textbox(
+        label="Hugging Face token",
+        type="password",
+        info="Needed for gated or private models. Kept in this browser session's server memory only; never saved.",
+    )
+    with gr.Row():
+        check = gr.Button("Check access", variant="secondary")
+    access = gr.Markdown()
+    return ModelStep(model=model, model_info=model_info, token=token, check=check, access=access)

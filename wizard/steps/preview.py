@@ -1,0 +1,51 @@
+"""Step 4 — GPU preview: the hardware found, the job's size, and the exact spec that will run."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from training.errors import UserError
+from wizard.form import SpecForm, problems_markdown
+
+SPEC_DOWNLOADS = Path(tempfile.mkdtemp(prefix="lathe-specs-"))
+
+
+@dataclass
+class PreviewStep:
+    hardware: gr.Markdown
+    summary: gr.Markdown
+    spec_yaml: gr.Code
+    download: gr.DownloadButton
+
+
+def preview(form: SpecForm, values) -> tuple[str, str, str, str | None]:
+    """(hardware, summary, spec YAML, path of the YAML to download) for the values entered."""
+    from training.data.preview import summarize  # tokenizes the data: imported when first needed
+    from training.hardware import detect_hardware
+
+    spec, problems = form.build(values)
+    hardware = detect_hardware().describe()
+    if spec is None:
+        return hardware, problems_markdown(problems), "", None
+    try:
+        summary = summarize(spec).describe()
+    except UserError as error:
+        summary = f"⚠ {error}"
+    path = SPEC_DOWNLOADS / f"{spec.name}.yaml"
+    path.write_text(spec.to_yaml())  # the spec never holds the token, so it is safe to hand out
+    return hardware, summary, spec.to_yaml(), str(path)
+
+
+def build() -> PreviewStep:
+    gr.Markdown("### 4 · GPU preview")
+    hardware = gr.Markdown(label="Hardware")
+    summary = gr.Markdown()
+    spec_yaml = gr.Code(
+        language="yaml", label="The job spec that will run (python app.py train spec.yaml)", interactive=False
+    )
+    download = gr.DownloadButton("Download spec.yaml", value=None)
+    return PreviewStep(hardware=hardware, summary=summary, spec_yaml=spec_yaml, download=download)
