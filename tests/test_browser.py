@@ -6,6 +6,7 @@ Screenshots of each step go to docs/screenshots/ (the README shows them).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def click_visible(page, name: str) -> None:
-    page.locator("button:visible", has_text=name).first.click()
+    page.get_by_role("button", name=name, exact=True).locator("visible=true").first.click()
 
 
 def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
@@ -72,7 +73,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             page.screenshot(path=SHOTS / "3-hyperparameters.png", full_page=True)
             click_visible(page, "Next")
             page.get_by_text("4 · GPU preview").wait_for()
-            page.get_by_text("optimizer steps").wait_for()
+            page.get_by_text(re.compile(r"~\d+ optimizer steps")).wait_for()
             page.screenshot(path=SHOTS / "4-preview.png", full_page=True)
             click_visible(page, "Next")
 
@@ -90,7 +91,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             page.locator("progress").wait_for()
 
             # Stop keeps what was learned; the stopped job opens in the chat tab
-            click_visible(page, "Stop")
+            click_visible(page, "Stop (saves a checkpoint first)")
             page.get_by_text("— stopped").wait_for(timeout=120_000)
             page.reload()
             page.get_by_role("tab", name="Chat").click()
@@ -98,7 +99,11 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             page.get_by_text("Loaded").wait_for(timeout=120_000)
             page.get_by_label("Message").fill("Who are you?")
             click_visible(page, "Send")
-            page.get_by_text("tokens/s").first.wait_for(timeout=120_000)
+            try:
+                page.get_by_text("tokens/s").first.wait_for(timeout=120_000)
+            except Exception:
+                page.screenshot(path="/tmp/browser-failure.png", full_page=True)
+                raise
             page.get_by_text("base:").wait_for(timeout=120_000)
             page.screenshot(path=SHOTS / "6-chat.png", full_page=True)
 

@@ -83,3 +83,19 @@ def test_a_killed_worker_becomes_a_failed_job_with_a_reason(tiny_spec, tmp_path)
     snapshot = manager.wait(job_id, timeout=30)
     assert snapshot.state == "failed" and "killed by signal 9" in snapshot.message
     assert read_status(Path(snapshot.job_dir))["state"] == "failed"
+
+
+def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_stopped(tiny_spec, tmp_path):
+    manager = JobManager(tmp_path)
+    first = manager.start(tiny_spec.with_overrides({"name": "first", "hyperparameters.max_steps": 100000}))
+    second = manager.start(tiny_spec.with_overrides({"name": "second"}))
+    third = manager.start(tiny_spec.with_overrides({"name": "third"}))
+    assert wait_for(lambda: manager.snapshot(first).step >= 1)
+    assert manager.snapshot(second).state == "queued" and manager.snapshot(third).state == "queued"
+    assert not (tmp_path / second / "events.jsonl").exists()  # no worker was started for it
+    manager.stop(third)
+    assert manager.wait(third, timeout=10).state == "stopped"
+    manager.stop(first)
+    assert manager.wait(first, timeout=60).state == "stopped"
+    assert manager.wait(second, timeout=TIMEOUT).state == "completed"
+    assert not (tmp_path / third / "events.jsonl").exists()

@@ -104,3 +104,14 @@ def test_every_field_has_help():
 def test_spec_yaml_is_plain_data():
     data = yaml.safe_load(JobSpec().to_yaml())
     assert set(data) == {"name", "model", "data", "method", "hyperparameters", "output"}
+
+
+def test_a_spec_naming_only_max_steps_stops_by_steps():
+    spec = parse_spec({"hyperparameters": {"max_steps": 5}})
+    assert spec.hyperparameters.max_steps == 5 and spec.hyperparameters.epochs is None
+
+
+def test_the_stopping_rule_is_reported_even_beside_a_bad_field():
+    with pytest.raises(UserError) as caught:
+        parse_spec({"hyperparameters": {"learning_rate": 5, "epochs": None}})
+    assert "learning_rate" in str(caught.value) and "neither epochs nor max_steps" in str(caught.value)

@@ -10,7 +10,7 @@ from gradio_client import Client
 from training.jobs import JobManager
 from wizard.app import launch
 from wizard.form import SpecForm
-from wizard.monitor import loss_frame, progress_html, status_markdown
+from wizard.monitor import eval_frame, loss_frame, progress_html, status_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,8 +59,9 @@ def test_the_run_view_draws_a_snapshot():
     )
     assert "step 3 of 10" in progress_html(snapshot) and "1m15s" in progress_html(snapshot)
     assert "running" in status_markdown(snapshot)
-    frame = loss_frame(snapshot)
-    assert list(frame["curve"]) == ["train"] * 3 + ["validation"]
+    assert list(loss_frame(snapshot)["loss"]) == [3.0, 2.5, 2.0]
+    assert list(eval_frame(snapshot)["validation_loss"]) == [2.2]
+    assert loss_frame(JobSnapshot(job_id="", job_dir="")).dtypes["loss"] == "float64"  # numeric axis from the start
 
 
 def test_the_form_builds_the_spec_and_places_each_problem_under_its_field():

@@ -39,6 +39,11 @@ def form_values(client: Client, endpoint: str, **by_label) -> list:
     return [by_label.get(p["label"], p.get("parameter_default")) for p in parameters]
 
 
+def value_of(output):
+    """gradio_client hands back a component update as a dict; the value is inside it."""
+    return output["value"] if isinstance(output, dict) and "__type__" in output else output
+
+
 def step_of(client: Client, job_id: str) -> tuple[int, str]:
     status, progress, *_ = client.predict(job_id, api_name="/job_view")
     match = re.search(r"step (\d+) of", progress or "")
@@ -64,6 +69,7 @@ def test_launch_watch_stop_finish_and_chat(app):
     # A long job: watch loss arrive, then stop it early.
     long_job = form_values(client, "/launch", **{"Job name": "long", "Stop after": "Max steps", "Max steps": 500})
     message, long_id = client.predict(*long_job, api_name="/launch")
+    long_id = value_of(long_id)
     assert "Launched" in message
     assert wait_for(lambda: step_of(client, long_id)[0] >= 2), step_of(client, long_id)
     pid = read_status(jobs_dir / long_id)["pid"]
@@ -78,6 +84,7 @@ def test_launch_watch_stop_finish_and_chat(app):
         client, "/launch", **{"Job name": "short", "Stop after": "Max steps", "Max steps": 8, "Learning rate": 1e-3}
     )
     _, short_id = client.predict(*short_job, api_name="/launch")
+    short_id = value_of(short_id)
     assert wait_for(lambda: "completed" in step_of(client, short_id)[1]), step_of(client, short_id)
 
     assert "Loaded" in client.predict(short_id, api_name="/load_chat")
@@ -99,6 +106,7 @@ def test_next_refuses_an_invalid_step_and_names_the_field(app):
     demo, _ = app
     client = Client(demo.local_url, verbose=False)
     values = form_values(client, "/next_3", **{"Learning rate": 5.0, "Stop after": "Max steps", "Max steps": None})
-    _walkthrough, problems, *_ = client.predict(*values, api_name="/next_3")
+    result = client.predict(*values, api_name="/next_3")
+    problems = next(item for item in result if isinstance(item, str))  # the step's problem list
     assert "Learning rate" in problems and "less than or equal to 1" in problems
     assert "Max steps" in problems or "neither epochs nor max_steps" in problems

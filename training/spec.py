@@ -120,13 +120,28 @@ class HyperparametersSection(_Section):
     eval_steps: int | None = Field(None, ge=1, le=100000, description="Validate every N steps; empty = each epoch.")
     save_steps: int | None = Field(None, ge=1, le=100000, description="Checkpoint every N steps; empty = each epoch.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _max_steps_replaces_default_epochs(cls, data: Any) -> Any:
+        # A spec that names only max_steps means "stop by steps", not "both"
+        if isinstance(data, dict) and data.get("max_steps") is not None and "epochs" not in data:
+            return {**data, "epochs": None}
+        return data
+
     @model_validator(mode="after")
     def _one_stopping_rule(self) -> HyperparametersSection:
-        if self.epochs is not None and self.max_steps is not None:
-            raise ValueError("epochs and max_steps are both set. Choose one: set the other to null.")
-        if self.epochs is None and self.max_steps is None:
-            raise ValueError("neither epochs nor max_steps is set. Set one of them.")
+        problem = stopping_rule_problem(self.epochs, self.max_steps)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def stopping_rule_problem(epochs: Any, max_steps: Any) -> str | None:
+    if epochs is not None and max_steps is not None:
+        return "epochs and max_steps are both set. Choose one: set the other to null."
+    if epochs is None and max_steps is None:
+        return "neither epochs nor max_steps is set. Set one of them."
+    return None
 
 
 class OutputSection(_Section):
@@ -223,7 +238,17 @@ def parse_spec(data: Any) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as error:
-        raise SpecError(describe_errors(error)) from None
+        problems = describe_errors(error)
+        # Pydantic skips a section's cross-field check when one of its fields failed; run the
+        # stopping-rule check on the raw values too, so every problem is reported at once.
+        raw = data.get("hyperparameters")
+        if isinstance(raw, dict) and not any(path == "hyperparameters" for path, _ in problems):
+            raw = HyperparametersSection._max_steps_replaces_default_epochs(raw)
+            default = HyperparametersSection.model_fields["epochs"].default
+            problem = stopping_rule_problem(raw.get("epochs", default), raw.get("max_steps"))
+            if problem:
+                problems.append(("hyperparameters", problem))
+        raise SpecError(problems) from None
 
 
 def describe_errors(error: ValidationError) -> list[tuple[str, str]]:

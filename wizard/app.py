@@ -69,7 +69,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                         run_view = monitor.build(manager)
                         back_5 = gr.Button("Back")
                 step_problems = gr.Markdown()
-            with gr.Tab("Chat"):
+            with gr.Tab("Chat") as chat_tab_button:
                 chat_tab = chat.build(manager, sessions)
 
         # ---- Navigation: Next validates the current step; Back keeps everything entered ----
@@ -148,13 +148,18 @@ def build_ui(manager: JobManager) -> gr.Blocks:
         )
 
         # ---- Re-attach on every page load: the running (or newest) job, with its whole curve ----
+        def finished_jobs(current=None):
+            finished = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
+            return gr.update(choices=finished, value=current if current in finished else next(iter(finished), None))
+
+        chat_tab_button.select(finished_jobs, inputs=chat_tab.job, outputs=chat_tab.job, api_visibility="private")
+
         def on_load():
             job_id = monitor.job_to_show(manager)
             running = job_id is not None and manager.snapshot(job_id).state in ("queued", "running")
             jobs = gr.update(choices=manager.list_jobs(), value=job_id)
-            finished = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
             step = gr.Walkthrough(selected=STEP_LAUNCH) if running else gr.Walkthrough()
-            return jobs, step, gr.update(choices=finished, value=finished[0] if finished else None)
+            return jobs, step, finished_jobs()
 
         demo.load(on_load, outputs=[run_view.job, walkthrough, chat_tab.job], api_name="attach")
     return demo

@@ -69,7 +69,7 @@ def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
         "same message. Each reply shows its time to first token and tokens per second."
     )
     with gr.Row():
-        job = gr.Dropdown(choices=manager.list_jobs(), label="Job", scale=3)
+        job = gr.Dropdown(choices=manager.list_jobs(), label="Job", scale=3, allow_custom_value=True)
         load = gr.Button("Load", scale=1)
     status = gr.Markdown()
     with gr.Accordion("System prompt and generation settings", open=False):
@@ -101,7 +101,8 @@ def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
     def respond(job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history):
         from training.chat import GenerationSettings
 
-        if not job_id or not text.strip():
+        text, system_prompt = (text or "").strip(), (system_prompt or "").strip()  # an untouched box sends None
+        if not job_id or not text:
             yield tuned_history, base_history, "Pick a job and type a message.", text
             return
         try:
@@ -114,7 +115,7 @@ def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
         stats = []
         for is_tuned in (True, False):
             history = histories[is_tuned] + [{"role": "user", "content": text}]
-            prompt = ([{"role": "system", "content": system_prompt}] if system_prompt.strip() else []) + history
+            prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + history
             reply = ""
             for piece in session.stream(prompt, tuned=is_tuned, settings=settings):
                 reply += piece

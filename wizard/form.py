@@ -23,7 +23,6 @@ STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL = (
     "uploaded_path",
     "mix_general",
 )
-EXTRA_KEYS = {STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL}
 STOP_BY_EPOCHS, STOP_BY_STEPS = "Epochs", "Max steps"
 SOURCE_DEMO, SOURCE_UPLOAD = "Bundled demo", "Upload a JSONL file"
 GENERAL_DEMO = "demo:general"
@@ -44,6 +43,15 @@ def label_for(path: str) -> str:
     return LABELS.get(path) or path.rpartition(".")[2].replace("_", " ").capitalize()
 
 
+def range_text(field) -> str:
+    low, high = field.minimum, field.maximum
+    if low is None and high is None:
+        return ""
+    if low is not None and high is not None:
+        return f"(from {low:g} to {high:g})"
+    return f"(at least {low:g})" if low is not None else f"(at most {high:g})"
+
+
 def value_at(spec: JobSpec, path: str) -> Any:
     value: Any = spec
     for part in path.split("."):
@@ -55,6 +63,7 @@ class SpecForm:
     def __init__(self, base: JobSpec):
         self.base = base
         self.components: dict[str, gr.components.Component] = {}
+        self.help_text: dict[str, str] = {}  # restored under a field once its problem is fixed
 
     # ---- drawing ----------------------------------------------------------------------------
 
@@ -76,12 +85,14 @@ class SpecForm:
         elif field.kind == "bool":
             widget = gr.Checkbox(**common)
         elif field.kind in ("int", "float"):
-            widget = gr.Number(
-                minimum=field.minimum, maximum=field.maximum, precision=0 if field.kind == "int" else None, **common
-            )
+            # No minimum/maximum on the widget: gradio would refuse an out-of-range value with a toast
+            # that names no field; the spec's check puts the message under the field instead.
+            common["info"] = f"{field.help} {range_text(field)}".strip()
+            widget = gr.Number(precision=0 if field.kind == "int" else None, **common)
         else:
             widget = gr.Textbox(**common)
         self.components[path] = widget
+        self.help_text[path] = common["info"]
         return widget
 
     def extra(self, key: str, component: gr.components.Component) -> gr.components.Component:
@@ -130,10 +141,8 @@ class SpecForm:
             messages = by_path.get(path)
             if messages:
                 updates.append(gr.update(info="⚠ " + " ".join(messages)))
-            elif path in EXTRA_KEYS:
-                updates.append(gr.update())
             else:
-                updates.append(gr.update(info=describe_field(path).help))
+                updates.append(gr.update(info=self.help_text.get(path)) if path in self.help_text else gr.update())
         return updates
 
 

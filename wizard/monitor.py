@@ -24,6 +24,7 @@ class Monitor:
     status: gr.Markdown
     progress: gr.HTML
     loss_plot: gr.LinePlot
+    eval_plot: gr.LinePlot
     lr_plot: gr.LinePlot
     logs: gr.Textbox
     stop: gr.Button
@@ -31,7 +32,7 @@ class Monitor:
 
     @property
     def view(self) -> list:
-        return [self.status, self.progress, self.loss_plot, self.lr_plot, self.logs]
+        return [self.status, self.progress, self.loss_plot, self.eval_plot, self.lr_plot, self.logs]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -66,25 +67,40 @@ def progress_html(snapshot: JobSnapshot) -> str:
 
 
 def loss_frame(snapshot: JobSnapshot) -> pd.DataFrame:
-    rows = [(step, loss, "train") for step, loss in snapshot.train_loss]
-    rows += [(step, loss, "validation") for step, loss in snapshot.eval_loss]
-    return pd.DataFrame(rows, columns=["step", "loss", "curve"])
+    return typed(pd.DataFrame(list(snapshot.train_loss), columns=["step", "loss"]))
+
+
+def eval_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    return typed(pd.DataFrame(list(snapshot.eval_loss), columns=["step", "validation_loss"]))
 
 
 def lr_frame(snapshot: JobSnapshot) -> pd.DataFrame:
-    return pd.DataFrame(list(snapshot.learning_rate), columns=["step", "learning_rate"])
+    return typed(pd.DataFrame(list(snapshot.learning_rate), columns=["step", "learning_rate"]))
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    # An empty frame defaults to text columns; the plot would then keep a text axis with the
+    # values in arrival order, even after numbers arrive. Numbers from the first draw keep it numeric.
+    return frame.astype("float64")
 
 
 def render(manager: JobManager, job_id: str | None) -> list:
     if not job_id:
-        empty = pd.DataFrame(columns=["step", "loss", "curve"])
-        return ["No job yet: launch one above.", "", empty, pd.DataFrame(columns=["step", "learning_rate"]), ""]
+        empty = JobSnapshot(job_id="", job_dir="")
+        return ["No job yet: launch one above.", "", loss_frame(empty), eval_frame(empty), lr_frame(empty), ""]
     try:
         snapshot = manager.snapshot(job_id)
     except KeyError:
-        return [f"No job called {html.escape(job_id)}.", "", None, None, ""]
+        return [f"No job called {html.escape(job_id)}.", "", None, None, None, ""]
     logs = "\n".join(snapshot.logs[-LOG_LINES:])
-    return [status_markdown(snapshot), progress_html(snapshot), loss_frame(snapshot), lr_frame(snapshot), logs]
+    return [
+        status_markdown(snapshot),
+        progress_html(snapshot),
+        loss_frame(snapshot),
+        eval_frame(snapshot),
+        lr_frame(snapshot),
+        logs,
+    ]
 
 
 def job_to_show(manager: JobManager) -> str | None:
@@ -95,16 +111,17 @@ def job_to_show(manager: JobManager) -> str | None:
 
 
 def build(manager: JobManager) -> Monitor:
-    job = gr.Dropdown(choices=manager.list_jobs(), label="Job (all jobs in the jobs folder)", allow_custom_value=False)
+    job = gr.Dropdown(choices=manager.list_jobs(), label="Job (all jobs in the jobs folder)", allow_custom_value=True)
     status = gr.Markdown()
     progress = gr.HTML()
     with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", height=260)
+        loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=260)
+        eval_plot = gr.LinePlot(x="step", y="validation_loss", title="Validation loss", height=260)
         lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate", height=260)
     logs = gr.Textbox(label="Recent log lines", lines=6, max_lines=12, interactive=False)
     stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
     timer = gr.Timer(POLL_SECONDS)
-    monitor = Monitor(job, status, progress, loss_plot, lr_plot, logs, stop, timer)
+    monitor = Monitor(job, status, progress, loss_plot, eval_plot, lr_plot, logs, stop, timer)
 
     def refresh(job_id):
         return render(manager, job_id)

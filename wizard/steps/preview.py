@@ -28,7 +28,7 @@ def preview(form: SpecForm, values) -> tuple[str, str, str, str | None]:
     from training.hardware import detect_hardware
 
     spec, problems = form.build(values)
-    hardware = detect_hardware().describe()
+    hardware = "\n".join(f"- {line}" for line in detect_hardware().describe().splitlines())
     if spec is None:
         return hardware, problems_markdown(problems), "", None
     try:
