@@ -1,19 +1,32 @@
 """Talk to a finished job: the fine-tuned model, and the base model beside it.
 
-For adapter jobs one copy of the base weights serves both answers: the tuned answer runs with
-the adapter on, the base answer inside `disable_adapter()`. That halves memory versus loading
-the base model twice.
+Decoding one token of a small model is mostly reading every weight once, so what makes chat fast
+is fewer bytes and less work per token (`benchmarks/chat_latency.py` measures it, see
+docs/benchmarks.md):
+- For adapter jobs the adapter is merged into its own copy of the base weights, and the base
+  answer comes from a second, untouched copy. An unmerged adapter adds two small matmuls and
+  PEFT's Python dispatch to each of the ~200 adapted layers for every token (~20% of the decode
+  time here); merging and unmerging around each base answer would round the base weights a
+  little further off every time.
+- Weights in bf16 where the hardware has it (half the bytes of fp32), so the two copies take the
+  memory one fp32 copy took.
+- One CPU thread fewer than cores (see `decode_threads`).
+A warm-up answer on load was tried and dropped: the first answer was no slower than later ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.errors import UserError
+from training.hardware import cpu_has_fast_bf16
 from training.models import resolve_model
 from training.spec import load_spec
 
@@ -37,46 +50,120 @@ class GenerationSettings:
         }
 
 
+@dataclass(frozen=True)
+class ReplyStats:
+    """How fast one finished reply came.
+
+    time_to_first_token_s runs from the `stream()` call (chat template and tokenising included)
+    to the moment the first new token was chosen. tokens_per_second is the decode rate: the tokens
+    after the first divided by the time after the first, so the prompt's prefill, which the first
+    token pays for, does not dilute it (0.0 for a one-token reply).
+    """
+
+    time_to_first_token_s: float
+    tokens_per_second: float
+    new_tokens: int
+
+
+def inference_dtype(device: str):
+    """bf16 halves the bytes read per token, and decoding a small model is mostly reading weights:
+    ~1.7x the tokens/s of fp32 on an AVX-512 BF16 CPU. CPUs without native bf16 emulate it slowly."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def decode_threads() -> int:
+    """Threads for answering on a CPU: one fewer than torch's default of one per physical core.
+
+    Every matmul ends in an OpenMP barrier that waits for its slowest thread, so a thread sharing
+    its core with another busy process (a training job, the browser) stalls every token. Measured
+    on 2 cores with the embedded model: 1 thread 35-36 tok/s idle and 34-35 beside a busy process;
+    2 threads 31 either way from generate()'s thread (43 idle but 10-12 beside a busy process when
+    called from the main thread). OMP_NUM_THREADS, when set, is the person's choice and is kept."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return max(1, torch.get_num_threads() - 1)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None):
+    """Use `count` intra-op threads while one reply is generated, then give the process back its own
+    setting (the UI, or tests running in the same process, keep theirs)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is None or count == previous:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _TokenStreamer:
+    """Hands each new token id, with the time it was chosen, to the thread reading the reply.
+
+    transformers' TextIteratorStreamer holds text back until a word ends, which delays the first
+    piece a person sees by a token or more; this one passes on every token and the reader decodes."""
+
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue()
+        self._prompt_skipped = False
+
+    def put(self, value) -> None:
+        if not self._prompt_skipped:  # generate() puts the prompt's ids first
+            self._prompt_skipped = True
+            return
+        self.queue.put((time.perf_counter(), value.reshape(-1).tolist()))
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
 class ChatSession:
-    def __init__(self, job_dir: str | Path, token: str | None = None):
+    def __init__(self, job_dir: str | Path, token: str | None = None, device: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.job_dir = Path(job_dir)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = inference_dtype(self.device)
+        self.threads = decode_threads() if self.device == "cpu" else None
         spec = load_spec(self.job_dir / "spec.yaml")
         adapter_dir, model_dir = self.job_dir / "adapter", self.job_dir / "model"
         base_ref = resolve_model(spec.model.name_or_path)
-        common = {"revision": spec.model.revision, "token": token or False, "dtype": torch.float32}
+
+        hub = {"revision": spec.model.revision, "token": token or False}
+
+        def load(ref, **kwargs):  # fp32 first and cast afterwards, so the adapter merges at full precision
+            return AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **kwargs)
+
         if adapter_dir.is_dir():
             from peft import PeftModel
 
-            base = AutoModelForCausalLM.from_pretrained(base_ref, **common)
-            self.model = PeftModel.from_pretrained(base, str(adapter_dir))
+            tuned = PeftModel.from_pretrained(load(base_ref, **hub), str(adapter_dir)).merge_and_unload()
             self.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-            self.base_model = None
         elif model_dir.is_dir():
-            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+            tuned = load(str(model_dir))
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-            self.base_model = AutoModelForCausalLM.from_pretrained(base_ref, **common)
         else:
             raise UserError(f"{self.job_dir} has no adapter/ or model/ folder yet. Has the job finished?")
-        self.model.eval()
+        self.model = tuned.to(self.device, self.dtype).eval()
+        self.base_model = load(base_ref, **hub).to(self.device, self.dtype).eval()  # never sees the adapter
         self._lock = threading.Lock()  # one generation at a time: the models are shared
-
-    @contextlib.contextmanager
-    def _model_for(self, tuned: bool):
-        if tuned:
-            yield self.model
-        elif self.base_model is not None:
-            yield self.base_model
-        else:
-            with self.model.disable_adapter():
-                yield self.model
+        self.last_stats: ReplyStats | None = None  # set when a stream() finishes
 
     def _inputs(self, messages: list[Message]):
         return self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
+        ).to(self.device)
 
     def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(messages, tuned=tuned, settings=settings))
@@ -84,32 +171,61 @@ class ChatSession:
     def stream(
         self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None
     ) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated."""
+        """Yield the reply piece by piece as it is generated; `last_stats` is set when it ends."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
+        started = time.perf_counter()
         settings = settings or GenerationSettings()
-        inputs = self._inputs(messages)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        with self._lock, self._model_for(tuned) as model:
-            errors: list[BaseException] = []
+        model = self.model if tuned else self.base_model
+        streamer, abandoned, errors = _TokenStreamer(), threading.Event(), []
 
-            def generate():
-                try:
-                    with torch.inference_mode():
-                        model.generate(
-                            **inputs,
-                            streamer=streamer,
-                            pad_token_id=self.tokenizer.pad_token_id,
-                            **settings.to_kwargs(),
-                        )
-                except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-                    errors.append(error)
-                    streamer.end()
+        class StopWhenAbandoned(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), abandoned.is_set(), device=input_ids.device)
 
+        def generate():
+            try:
+                with torch.inference_mode(), _torch_threads(self.threads):
+                    model.generate(
+                        **self._inputs(messages),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
+                        pad_token_id=self.tokenizer.pad_token_id,
+                        **settings.to_kwargs(),
+                    )
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(error)
+                streamer.end()
+
+        with self._lock:
+            # generate() streams only from a second thread; the reader decodes in this one.
             thread = threading.Thread(target=generate, daemon=True)
             thread.start()
-            yield from streamer
-            thread.join()
-            if errors:
-                raise errors[0]
+            ids: list[int] = []
+            times: list[float] = []
+            text = ""
+            try:
+                while (item := streamer.queue.get()) is not None:
+                    times.append(item[0])
+                    ids.extend(item[1])
+                    # Decode the whole reply each time: a character can span tokens, and decoding
+                    # tokens one by one would break it (and drop leading spaces for some tokenizers).
+                    decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    if decoded.endswith("\ufffd"):  # half a character so far: wait for the rest
+                        continue
+                    piece, text = decoded[len(text) :], decoded
+                    if piece:
+                        yield piece
+            finally:
+                abandoned.set()  # if the reader stopped early (Stop pressed), stop before freeing the lock
+                thread.join()
+        if errors:
+            raise errors[0]
+        if times:
+            decode_s = times[-1] - times[0]
+            self.last_stats = ReplyStats(
+                time_to_first_token_s=times[0] - started,
+                tokens_per_second=(len(ids) - 1) / decode_s if decode_s > 0 else 0.0,
+                new_tokens=len(ids),
+            )
