@@ -127,13 +127,8 @@ def progress_line(snapshot) -> str:
         return f"[{snapshot.state}] {snapshot.phase.replace('_', ' ')}..."
     loss = f"loss {snapshot.train_loss[-1][1]:.4f}" if snapshot.train_loss else "loss -"
     speed = f"{snapshot.tokens_per_second:.0f} tok/s" if snapshot.tokens_per_second else ""
-    eta = f"ETA {format_seconds(snapshot.eta_seconds)}" if snapshot.eta_seconds is not None else ""
+    eta = f"ETA {snapshot.time_left}" if snapshot.eta_seconds is not None else ""
     return f"step {snapshot.step}/{snapshot.total_steps}  epoch {snapshot.epoch:.2f}  {loss}  {speed}  {eta}".rstrip()
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def command_chat(args) -> int:

@@ -77,3 +77,13 @@ def test_the_form_builds_the_spec_and_places_each_problem_under_its_field():
     assert spec is None and {p for p, _ in problems} == {"hyperparameters.learning_rate", "hyperparameters.batch_size"}
     updates = form.show_problems(problems, ["hyperparameters.learning_rate", "hyperparameters.batch_size"])
     assert all(update["info"].startswith("⚠") for update in updates)
+
+
+def test_picking_a_catalog_model_suggests_its_settings():
+    from wizard.steps.model import suggested_paths, suggested_values
+
+    paths = suggested_paths()
+    assert {"method.type", "hyperparameters.context_length"} <= set(paths)
+    updates = dict(zip(paths, suggested_values("meta-llama/Llama-3.1-8B-Instruct", paths), strict=True))
+    assert updates["method.type"]["value"] == "qlora" and updates["hyperparameters.context_length"]["value"] == 2048
+    assert all("value" not in u for u in suggested_values("someone/unknown-model", paths))

@@ -52,6 +52,14 @@ class JobSnapshot:
     hint: str = ""
     stop_requested: bool = False
 
+    @property
+    def time_left(self) -> str:
+        """The ETA in words a progress line can show: '1m05s', '40s' or '-'."""
+        if self.eta_seconds is None:
+            return "-"
+        seconds = int(self.eta_seconds)
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
 
 def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
     """Fold one event record into the snapshot (pure, so it is easy to test)."""

@@ -116,6 +116,14 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             outputs=token,
             api_visibility="private",
         )
+        # Picking a catalog model applies its suggested settings (e.g. QLoRA and a longer context for 7B)
+        suggested = model.suggested_paths()
+        model_step.model.change(
+            lambda model_id: model.suggested_values(model_id, suggested),
+            inputs=model_step.model,
+            outputs=[form.components[p] for p in suggested],
+            api_visibility="private",
+        )
         data_step.preview_button.click(
             lambda *values: data.render_preview(form, values),
             inputs=form.inputs,

@@ -35,13 +35,6 @@ class Monitor:
         return [self.status, self.progress, self.loss_plot, self.eval_plot, self.lr_plot, self.logs]
 
 
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 def status_markdown(snapshot: JobSnapshot) -> str:
     text = f"**{snapshot.job_id}** — {snapshot.state}"
     if snapshot.phase and snapshot.state == "running":
@@ -62,7 +55,7 @@ def progress_html(snapshot: JobSnapshot) -> str:
     return (
         f"<progress value='{snapshot.step}' max='{snapshot.total_steps}' style='width:100%'></progress>"
         f"<p>step {snapshot.step} of {snapshot.total_steps} · epoch {snapshot.epoch:.2f} · "
-        f"time left {format_seconds(snapshot.eta_seconds)}{speed}</p>"
+        f"time left {snapshot.time_left}{speed}</p>"
     )
 
 

@@ -29,6 +29,17 @@ def describe_model(model_id: str) -> str:
     return "A Hugging Face model id (org/name) or a folder on this machine."
 
 
+def suggested_paths() -> list[str]:
+    """Every field some catalog model suggests a value for."""
+    return sorted({path for entry in model_catalog() for path in entry.defaults})
+
+
+def suggested_values(model_id: str, paths: list[str]) -> list:
+    """The catalog's suggestions for `paths` when `model_id` is picked (no change for other ids)."""
+    entry = next((e for e in model_catalog() if e.id == model_id), None)
+    return [gr.update(value=entry.defaults[p]) if entry and p in entry.defaults else gr.update() for p in paths]
+
+
 def build(form: SpecForm) -> ModelStep:
     gr.Markdown("### 1 · Model & token\nPick the model to fine-tune. The embedded model works offline.")
     form.field("name", label="Job name")
