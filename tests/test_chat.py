@@ -98,3 +98,24 @@ def test_sampling_and_an_abandoned_stream_leave_the_session_usable(session):
     next(stream)
     stream.close()  # a person pressed Stop: the lock must be free for the next question
     assert session.reply(QUESTION, settings=GenerationSettings(max_new_tokens=4))
+
+
+def test_shared_base_weights_answer_like_two_copies_with_one(tiny_job, tiny_model_dir):
+    """The GPU default: one copy of the base weights, the adapter switched off for base answers."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.chat import ChatSession, GenerationSettings
+
+    shared = ChatSession(tiny_job, share_base_weights=True)
+    assert shared.base_model is None
+    settings = GenerationSettings(max_new_tokens=12)
+    tuned = shared.reply(QUESTION, tuned=True, settings=settings)
+    base = shared.reply(QUESTION, tuned=False, settings=settings)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert base == generate_greedily(plain.to(shared.dtype).eval(), tokenizer, 12)
+    adapted = PeftModel.from_pretrained(plain, str(tiny_job / "adapter")).to(shared.dtype).eval()
+    assert tuned == generate_greedily(adapted, tokenizer, 12) and tuned != base
+    assert shared.reply(QUESTION, tuned=True, settings=settings) == tuned  # the adapter is back on after a base answer

@@ -128,7 +128,17 @@ class _TokenStreamer:
 
 
 class ChatSession:
-    def __init__(self, job_dir: str | Path, token: str | None = None, device: str | None = None):
+    def __init__(
+        self,
+        job_dir: str | Path,
+        token: str | None = None,
+        device: str | None = None,
+        share_base_weights: bool | None = None,
+    ):
+        """`share_base_weights`: one copy of the base weights with the adapter on top (base answers run
+        with the adapter switched off) instead of two copies. None = on a GPU only, where memory is
+        scarce and a second 7B copy would not fit beside a training job; on a CPU two bf16 copies are
+        faster (no LoRA dispatch per token) and cost what one fp32 copy did."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -145,10 +155,13 @@ class ChatSession:
         def load(ref, **kwargs):  # fp32 first and cast afterwards, so the adapter merges at full precision
             return AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **kwargs)
 
+        share = self.device != "cpu" if share_base_weights is None else share_base_weights
+        self.base_model = None  # None: base answers come from self.model with its adapter disabled
         if adapter_dir.is_dir():
             from peft import PeftModel
 
-            tuned = PeftModel.from_pretrained(load(base_ref, **hub), str(adapter_dir)).merge_and_unload()
+            tuned = PeftModel.from_pretrained(load(base_ref, **hub), str(adapter_dir))
+            tuned = tuned if share else tuned.merge_and_unload()
             self.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
         elif model_dir.is_dir():
             tuned = load(str(model_dir))
@@ -156,7 +169,8 @@ class ChatSession:
         else:
             raise UserError(f"{self.job_dir} has no adapter/ or model/ folder yet. Has the job finished?")
         self.model = tuned.to(self.device, self.dtype).eval()
-        self.base_model = load(base_ref, **hub).to(self.device, self.dtype).eval()  # never sees the adapter
+        if not (share and adapter_dir.is_dir()):
+            self.base_model = load(base_ref, **hub).to(self.device, self.dtype).eval()  # never sees the adapter
         self._lock = threading.Lock()  # one generation at a time: the models are shared
         self.last_stats: ReplyStats | None = None  # set when a stream() finishes
 
@@ -177,7 +191,8 @@ class ChatSession:
 
         started = time.perf_counter()
         settings = settings or GenerationSettings()
-        model = self.model if tuned else self.base_model
+        model = self.model if tuned or self.base_model is None else self.base_model
+        adapter_off = not tuned and self.base_model is None
         streamer, abandoned, errors = _TokenStreamer(), threading.Event(), []
 
         class StopWhenAbandoned(StoppingCriteria):
@@ -186,7 +201,11 @@ class ChatSession:
 
         def generate():
             try:
-                with torch.inference_mode(), _torch_threads(self.threads):
+                with (
+                    torch.inference_mode(),
+                    _torch_threads(self.threads),
+                    model.disable_adapter() if adapter_off else contextlib.nullcontext(),
+                ):
                     model.generate(
                         **self._inputs(messages),
                         streamer=streamer,
