@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Override a spec field, e.g. --set hyperparameters.max_steps=20 (repeatable).",
     )
     train.add_argument("--help-spec", action="store_true", help="List every spec field with its help and exit.")
+    train.add_argument("--resume", metavar="JOB_DIR", help="Continue a stopped or failed job from its last checkpoint.")
 
     chat = commands.add_parser("chat", help="Talk to a finished job's model.")
     chat.add_argument("job_dir", help="The job folder.")
@@ -79,6 +80,13 @@ def command_train(args) -> int:
         for path, text in field_help():
             print(f"{path:38} {text}")
         return 0
+    secrets = {"HF_TOKEN": os.environ.get("HF_TOKEN", "")}
+    if args.resume:
+        job_dir = Path(args.resume).resolve()
+        manager = JobManager(job_dir.parent)
+        job_id = manager.resume(job_dir.name, secrets=secrets)
+        print(f"job {job_id} resuming from its last complete checkpoint", flush=True)
+        return report(follow_until_done(manager, job_id))
     if not args.spec:
         raise UserError("train needs a spec file, e.g. python app.py train presets/jobs/quickstart.yaml")
     spec = load_spec(args.spec)
@@ -87,14 +95,21 @@ def command_train(args) -> int:
     print("checking the model and data (the first run converts the embedded model, ~15 s)...", flush=True)
     preflight(spec)
     manager = JobManager(args.jobs_dir)
-    job_id = manager.start(spec, secrets={"HF_TOKEN": os.environ.get("HF_TOKEN", "")}, job_dir=args.job_dir)
+    job_id = manager.start(spec, secrets=secrets, job_dir=args.job_dir)
     print(f"job {job_id} started in {manager.snapshot(job_id).job_dir}", flush=True)
+    return report(follow_until_done(manager, job_id))
+
+
+def follow_until_done(manager, job_id: str):
     try:
-        snapshot = follow(manager, job_id)
+        return follow(manager, job_id)
     except KeyboardInterrupt:
         print("\nstopping at the next step (press Ctrl-C again to leave it running in the background)...")
         manager.stop(job_id)
-        snapshot = follow(manager, job_id)
+        return follow(manager, job_id)
+
+
+def report(snapshot) -> int:
     print()
     if snapshot.state == "failed":
         print(f"error: {snapshot.message} {snapshot.hint}".rstrip(), file=sys.stderr)

@@ -85,3 +85,30 @@ def test_train_runs_a_job_from_yaml_with_overrides(tiny_model_dir, tmp_path):
     saved = yaml.safe_load((tmp_path / "job" / "spec.yaml").read_text())
     assert saved["hyperparameters"]["max_steps"] == 3 and saved["hyperparameters"]["epochs"] is None
     assert (tmp_path / "job" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_resume_from_the_command_line_finishes_a_stopped_job(tiny_spec, tmp_path):
+    import time
+
+    from training.jobs import JobManager
+
+    manager = JobManager(tmp_path / "jobs")
+    job_id = manager.start(tiny_spec.with_overrides({"hyperparameters.max_steps": 30}))
+    deadline = time.monotonic() + 120
+    while manager.snapshot(job_id).step < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    manager.stop(job_id)
+    stopped = manager.wait(job_id, timeout=60)
+    assert stopped.state == "stopped" and stopped.step < 30
+
+    result = run_app("train", "--resume", stopped.job_dir)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and "step 30/30" in result.stdout and "job completed" in result.stdout
+    replayed = JobManager(tmp_path / "jobs").snapshot(job_id)
+    assert [step for step, _ in replayed.train_loss] == list(range(1, 31))  # one curve, no repeated steps
+    assert "resuming from checkpoint-" in "\n".join(replayed.logs)
+
+
+def test_resume_of_a_folder_that_is_not_a_job(tmp_path):
+    result = run_app("train", "--resume", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "There is no job called" in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -147,3 +148,28 @@ def test_scoring_only_labelled_positions_changes_nothing_but_speed(tiny_model_di
     assert torch.allclose(shipped[0], compacted[0], atol=1e-6)
     assert torch.allclose(shipped[1], compacted[1], atol=1e-6)
     assert shipped[1].abs().sum() > 0
+
+
+def test_resume_continues_exactly_where_the_stopped_run_left_off(tiny_spec, tmp_path):
+    from training.engine import latest_complete_checkpoint
+
+    spec = tiny_spec.with_overrides({"hyperparameters.max_steps": 6})
+    straight = []
+    run_job(spec, tmp_path / "straight", straight.append, lambda: False)
+
+    events = []
+    run_job(spec, tmp_path / "resumed", events.append, lambda: any(isinstance(e, Progress) for e in events))
+    stopped_at = max(e.step for e in events if isinstance(e, Progress))
+    assert stopped_at < 6 and latest_complete_checkpoint(tmp_path / "resumed").name == f"checkpoint-{stopped_at}"
+    (tmp_path / "resumed" / "checkpoints" / "checkpoint-9").mkdir()  # a torn save: no COMPLETE marker
+    assert latest_complete_checkpoint(tmp_path / "resumed").name == f"checkpoint-{stopped_at}"
+    resumed = []
+    run_job(spec, tmp_path / "resumed", resumed.append, lambda: False, resume=True)
+
+    after = [e for e in resumed if isinstance(e, Progress)]
+    before = {e.step: e for e in straight if isinstance(e, Progress)}
+    assert [e.step for e in after] == list(range(stopped_at + 1, 7))  # optimizer, scheduler, data position back
+    for event in after:
+        assert event.learning_rate == pytest.approx(before[event.step].learning_rate)
+        assert event.loss == pytest.approx(before[event.step].loss, rel=1e-4)
+    assert isinstance(resumed[-1], Finished) and not resumed[-1].stopped_early

@@ -186,14 +186,25 @@ def score_only_labelled_positions() -> None:
     trl_utils._use_triton = compact_on_cpu
 
 
+def latest_complete_checkpoint(job_dir: Path) -> Path | None:
+    """The newest checkpoint whose save finished (its COMPLETE marker is written last), or None."""
+    complete = [p.parent for p in (Path(job_dir) / "checkpoints").glob(f"checkpoint-*/{COMPLETE_MARKER}")]
+    return max(complete, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
+
+
 def run_job(
     spec: JobSpec,
     job_dir: Path,
     emit: Callable[[Event], None],
     should_stop: Callable[[], bool],
     token: str | None = None,
+    resume: bool = False,
 ) -> None:
-    """Train `spec` into `job_dir`; raises on failure (the worker turns that into a Failed event)."""
+    """Train `spec` into `job_dir`; raises on failure (the worker turns that into a Failed event).
+
+    With `resume`, training continues from the newest complete checkpoint: weights, optimizer,
+    scheduler and the position in the data all come back (the Trainer skips the batches seen).
+    """
     job_dir = Path(job_dir)
     plan = plan_for(spec)
     emit(Log(message=f"hardware plan: {plan.describe()}"))
@@ -225,9 +236,14 @@ def run_job(
         peft_config=to_lora_config(spec),
         callbacks=[callback],
     )
+    checkpoint = latest_complete_checkpoint(job_dir) if resume else None
+    if resume and checkpoint is None:
+        emit(Log(message="no complete checkpoint to resume from: starting from the beginning"))
+    elif checkpoint is not None:
+        emit(Log(message=f"resuming from {checkpoint.name}"))
     emit(Status(phase="training"))
     started = time.monotonic()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     emit(Status(phase="saving"))
     output_dir = job_dir / ("model" if spec.method.type == "full" else "adapter")

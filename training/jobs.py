@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from training.errors import UserError
 from training.events import parse_event
 from training.spec import JobSpec
 from training.worker import STOP_FILE, read_status, write_status
@@ -65,7 +66,7 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
     """Fold one event record into the snapshot (pure, so it is easy to test)."""
     kind = record["type"]
     if kind == "status":
-        return replace(snapshot, state="running", phase=record["phase"])
+        return replace(snapshot, state="running", phase=record["phase"], message="", hint="")
     if kind == "progress":
         step = record["step"]
         return replace(
@@ -92,7 +93,9 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
 
 
 def _append(series: tuple, step: int, value: float | None) -> tuple:
-    return series if value is None else series + ((step, float(value)),)
+    # A resumed run repeats the steps after its checkpoint: the new points replace the old ones
+    kept = tuple(point for point in series if point[0] < step)
+    return kept if value is None else kept + ((step, float(value)),)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class _Job:
     partial: str = ""
     order: int = 0
     secrets: dict[str, str] = field(default_factory=dict)  # held in memory only until the worker starts
+    resume: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -133,12 +137,32 @@ class JobManager:
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "spec.yaml").write_text(spec.to_yaml())  # the spec holds no secrets by design
         write_status(job_dir, state="queued", created_at=time.time())
+        return self._queue(job_dir, secrets, resume=False)
+
+    def resume(self, job_id: str, secrets: dict[str, str] | None = None) -> str:
+        """Continue a stopped, failed or interrupted job from its newest complete checkpoint."""
+        job_dir = self.jobs_dir / job_id
+        if not (job_dir / "spec.yaml").is_file():
+            raise UserError(f"There is no job called {job_id} in {self.jobs_dir}.")
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if (job and not job.done.is_set()) or (not job and read_status(job_dir).get("state") == "running"):
+            raise UserError(f"{job_id} is still running; stop it before resuming it.")
+        (job_dir / STOP_FILE).unlink(missing_ok=True)  # the old stop request must not end the new run
+        write_status(job_dir, state="queued", resumed_at=time.time())
+        return self._queue(job_dir, secrets, resume=True)
+
+    def _queue(self, job_dir: Path, secrets: dict[str, str] | None, resume: bool) -> str:
         job_id = job_dir.name
         snapshot = JobSnapshot(job_id=job_id, job_dir=str(job_dir), phase="waiting for its turn")
-        job = _Job(snapshot=snapshot, secrets=dict(secrets or {}))
+        job = _Job(snapshot=snapshot, secrets=dict(secrets or {}), resume=resume)
+        if resume:
+            # Keep the curve so far, but not the old ending: watchers must wait for the new run's
+            self._read_events(job)
+            job.snapshot = replace(job.snapshot, state="queued", phase="waiting for its turn", message="", hint="")
         job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"supervise-{job_id}", daemon=True)
         with self._lock:
-            job.order = len(self._jobs)
+            job.order = max((j.order for j in self._jobs.values()), default=-1) + 1
             self._jobs[job_id] = job
         job.thread.start()
         return job_id
@@ -161,7 +185,7 @@ class JobManager:
         job.secrets = {}  # the worker has it now; keep no copy here
         with open(job_dir / "worker.log", "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "training.worker", str(job_dir)],
+                [sys.executable, "-m", "training.worker", str(job_dir), *(["--resume"] if job.resume else [])],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

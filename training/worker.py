@@ -1,4 +1,4 @@
-"""`python -m training.worker JOB_DIR`: run one job in its own process.
+"""`python -m training.worker JOB_DIR [--resume]`: run one job in its own process.
 
 Training lives in a child process so that an out-of-memory error, a CUDA fault or `kill -9`
 can never take the app down, and so GPU memory is really freed when a job ends. Everything the
@@ -82,7 +82,7 @@ def _heartbeat(job_dir: Path, done: threading.Event) -> None:
         write_status(job_dir, heartbeat=time.time())
 
 
-def main(job_dir: Path) -> int:
+def main(job_dir: Path, resume: bool = False) -> int:
     from training.engine import run_job
     from training.spec import load_spec
 
@@ -104,7 +104,7 @@ def main(job_dir: Path) -> int:
 
     try:
         spec = load_spec(job_dir / "spec.yaml")
-        run_job(spec, job_dir, emit, should_stop, token=token)
+        run_job(spec, job_dir, emit, should_stop, token=token, resume=resume)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the job record
         traceback.print_exc()
         message, hint = explain_failure(error)
@@ -121,6 +121,9 @@ def main(job_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m training.worker JOB_DIR")
-    sys.exit(main(Path(sys.argv[1])))
+    arguments = sys.argv[1:]
+    resume = "--resume" in arguments
+    folders = [a for a in arguments if a != "--resume"]
+    if len(folders) != 1:
+        sys.exit("usage: python -m training.worker JOB_DIR [--resume]")
+    sys.exit(main(Path(folders[0]), resume=resume))

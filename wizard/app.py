@@ -155,6 +155,19 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             launch, inputs=[token, *form.inputs], outputs=[launch_problems, run_view.job], api_name="launch"
         )
 
+        def resume(secret, job_id):
+            from training.errors import UserError
+
+            if not job_id:
+                return "Pick a job to resume."
+            try:
+                manager.resume(job_id, secrets={"HF_TOKEN": secret} if secret else None)
+            except (UserError, KeyError) as error:
+                return f"⚠ {error}"
+            return f"Resuming **{job_id}** from its last complete checkpoint."
+
+        run_view.resume.click(resume, inputs=[token, run_view.job], outputs=launch_problems, api_name="resume_job")
+
         # ---- Re-attach on every page load: the running (or newest) job, with its whole curve ----
         def finished_jobs(current=None):
             finished = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]

@@ -28,6 +28,7 @@ class Monitor:
     lr_plot: gr.LinePlot
     logs: gr.Textbox
     stop: gr.Button
+    resume: gr.Button
     timer: gr.Timer
 
     @property
@@ -112,9 +113,11 @@ def build(manager: JobManager) -> Monitor:
         eval_plot = gr.LinePlot(x="step", y="validation_loss", title="Validation loss", height=260)
         lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate", height=260)
     logs = gr.Textbox(label="Recent log lines", lines=6, max_lines=12, interactive=False)
-    stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
+    with gr.Row():
+        stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
+        resume = gr.Button("Resume from the last checkpoint")
     timer = gr.Timer(POLL_SECONDS)
-    monitor = Monitor(job, status, progress, loss_plot, eval_plot, lr_plot, logs, stop, timer)
+    monitor = Monitor(job, status, progress, loss_plot, eval_plot, lr_plot, logs, stop, resume, timer)
 
     def refresh(job_id):
         return render(manager, job_id)
