@@ -173,3 +173,25 @@ def test_resume_continues_exactly_where_the_stopped_run_left_off(tiny_spec, tmp_
         assert event.learning_rate == pytest.approx(before[event.step].learning_rate)
         assert event.loss == pytest.approx(before[event.step].loss, rel=1e-4)
     assert isinstance(resumed[-1], Finished) and not resumed[-1].stopped_early
+
+
+def test_a_non_finite_loss_stops_the_job_at_that_step_and_saves_nothing_from_it(tiny_spec, tmp_path, monkeypatch):
+    from training import engine
+    from training.errors import UserError
+
+    original = engine.EventCallback.on_log
+
+    def poisoned(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs and state.global_step == 3:
+            logs = {**logs, "loss": float("nan")}  # what the Trainer reports when training diverges
+        return original(self, args, state, control, logs=logs, **kwargs)
+
+    monkeypatch.setattr(engine.EventCallback, "on_log", poisoned)
+    spec = tiny_spec.with_overrides({"hyperparameters.max_steps": 10, "hyperparameters.save_steps": 2})
+    events = []
+    with pytest.raises(UserError, match="diverged.*step 3"):
+        run_job(spec, tmp_path, events.append, lambda: False)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [e.step for e in progress] == [1, 2, 3] and progress[-1].loss != progress[-1].loss  # NaN on the curve
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2"] and not (tmp_path / "adapter").exists()

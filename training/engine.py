@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from trl import SFTConfig, SFTTrainer
 
 from training.data import build_datasets
+from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.models import resolve_model
@@ -121,6 +122,7 @@ class EventCallback(TrainerCallback):
         self.started = self.last_time = time.monotonic()
         self.last_tokens = 0
         self.stopped_early = False
+        self.diverged_at: int | None = None  # the step whose loss or gradient norm was not a number
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.should_stop():
@@ -154,6 +156,13 @@ class EventCallback(TrainerCallback):
                 eta_seconds=per_step * max(state.max_steps - state.global_step, 0),
             )
         )
+        values = [float(logs["loss"]), _maybe_float(logs.get("grad_norm"))]
+        if any(value is not None and not math.isfinite(value) for value in values):
+            # Stop now, and do not save: the last checkpoint is the last good one
+            self.diverged_at = state.global_step
+            control.should_training_stop = True
+            control.should_save = False
+        return control
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -245,6 +254,12 @@ def run_job(
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
+    if callback.diverged_at is not None:
+        raise UserError(
+            f"Training diverged: the loss or gradient norm stopped being a number at step {callback.diverged_at}. "
+            "Likely causes: a learning rate too high (try 3-10x lower), fp16 overflow (use bf16 or fp32), or "
+            "broken rows in the data. Nothing from this step was saved; earlier checkpoints are kept."
+        )
     emit(Status(phase="saving"))
     output_dir = job_dir / ("model" if spec.method.type == "full" else "adapter")
     trainer.save_model(str(output_dir))

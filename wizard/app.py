@@ -8,8 +8,6 @@ never in the spec, the page or the browser's storage.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from training.jobs import JobManager
@@ -199,6 +197,5 @@ def launch(manager: JobManager, host: str = "127.0.0.1", port: int | None = 7860
         max_file_size=UPLOAD_LIMIT,
         ssr_mode=False,
         footer_links=["api"],
-        allowed_paths=[str(Path(manager.jobs_dir))],
     )
     return demo
