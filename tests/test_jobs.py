@@ -99,3 +99,74 @@ def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_stopped(tiny_spec, tmp
     assert manager.wait(first, timeout=60).state == "stopped"
     assert manager.wait(second, timeout=TIMEOUT).state == "completed"
     assert not (tmp_path / third / "events.jsonl").exists()
+
+
+def start_from_a_doomed_app(spec, jobs_dir: Path):
+    """Start a job from a separate app process (the CLI), then kill that app with SIGKILL."""
+    import subprocess
+    import sys
+
+    spec_file = jobs_dir.parent / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    root = Path(__file__).resolve().parents[1]
+    app = subprocess.Popen(
+        [sys.executable, "app.py", "--jobs-dir", str(jobs_dir), "train", str(spec_file)],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert wait_for(
+        lambda: (
+            any(jobs_dir.glob("*/events.jsonl")) and '"progress"' in next(jobs_dir.glob("*/events.jsonl")).read_text()
+        )
+    )
+    app.kill()
+    app.wait()
+    job_dir = next(jobs_dir.glob("*/events.jsonl")).parent
+    return job_dir, read_status(job_dir)["pid"]
+
+
+def workers_for(job_dir: Path) -> int:
+    import psutil
+
+    return sum(
+        str(job_dir) in " ".join(p.info["cmdline"] or []) and "training.worker" in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+    )
+
+
+def test_a_restarted_app_reattaches_to_a_worker_that_kept_training(tiny_spec, tmp_path):
+    job_dir, pid = start_from_a_doomed_app(
+        tiny_spec.with_overrides({"hyperparameters.max_steps": 100000}), tmp_path / "jobs"
+    )
+    manager = JobManager(tmp_path / "jobs")  # the app comes back
+    snapshot = manager.snapshot(job_dir.name)
+    assert snapshot.state == "running" and snapshot.train_loss  # the curve so far is there
+    assert wait_for(lambda: manager.snapshot(job_dir.name).step > snapshot.step, timeout=60)  # and it goes on
+    assert workers_for(job_dir) == 1  # re-attached, not restarted
+    manager.stop(job_dir.name)
+    assert manager.wait(job_dir.name, timeout=60).state == "stopped"
+    assert wait_for(lambda: workers_for(job_dir) == 0, timeout=30)
+
+
+def test_a_worker_that_died_while_the_app_was_down_is_interrupted_and_resumable(tiny_spec, tmp_path):
+    job_dir, pid = start_from_a_doomed_app(
+        tiny_spec.with_overrides({"hyperparameters.max_steps": 100000, "hyperparameters.save_steps": 1}),
+        tmp_path / "jobs",
+    )
+    assert wait_for(lambda: any((job_dir / "checkpoints").glob("checkpoint-*/COMPLETE")), timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: workers_for(job_dir) == 0, timeout=10)
+    manager = JobManager(tmp_path / "jobs")
+    snapshot = manager.snapshot(job_dir.name)
+    assert snapshot.state == "interrupted" and "Resume it" in snapshot.message
+    manager.resume(job_dir.name)
+    assert wait_for(
+        lambda: (
+            manager.snapshot(job_dir.name).state == "running"
+            and "resuming from checkpoint-" in "\n".join(manager.snapshot(job_dir.name).logs)
+        ),
+        timeout=60,
+    )
+    manager.stop(job_dir.name)
+    assert manager.wait(job_dir.name, timeout=60).state == "stopped"

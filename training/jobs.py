@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+import psutil
+
 from training.errors import UserError
 from training.events import parse_event
 from training.spec import JobSpec
@@ -28,7 +30,12 @@ POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60.0  # a step plus a checkpoint save; then SIGTERM, then SIGKILL
 KILL_AFTER_TERM_SECONDS = 15.0
 LOG_TAIL = 200
-FINAL_STATES = {"completed", "stopped", "failed"}
+FINAL_STATES = {"completed", "stopped", "failed", "interrupted"}
+HEARTBEAT_STALE_SECONDS = 30.0
+INTERRUPTED = (
+    "The app or the machine stopped while this job was running, and its training process is gone. "
+    "Resume it to continue from its last complete checkpoint."
+)
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,33 @@ def _append(series: tuple, step: int, value: float | None) -> tuple:
     return kept if value is None else kept + ((step, float(value)),)
 
 
+class _AttachedWorker:
+    """A worker started by an earlier run of the app: watched by pid and start time, since it is not our child."""
+
+    def __init__(self, pid: int, process_started: float):
+        self.pid, self.process_started = pid, process_started
+
+    def poll(self) -> int | None:
+        return None if worker_alive(self.pid, self.process_started) else LOST_EXIT_CODE
+
+
+LOST_EXIT_CODE = 255  # how an attached worker's end reads: its exit code is not ours to know
+
+
+def worker_alive(pid: int | None, process_started: float | None) -> bool:
+    if not pid or process_started is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - process_started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class _Job:
     snapshot: JobSnapshot
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen | _AttachedWorker | None = None
     thread: threading.Thread | None = None
     stop_deadline: float | None = None
     offset: int = 0
@@ -120,6 +150,28 @@ class JobManager:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """On start-up: re-attach to workers still training, mark the ones that died as interrupted."""
+        for job_dir in self.jobs_dir.iterdir():
+            status = read_status(job_dir)
+            if status.get("state") not in ("queued", "running"):
+                continue
+            fresh = time.time() - status.get("heartbeat", 0) < HEARTBEAT_STALE_SECONDS
+            pid, started = status.get("pid"), status.get("process_started")
+            if status["state"] == "running" and fresh and worker_alive(pid, started):
+                self._attach(job_dir, _AttachedWorker(pid, started))
+            else:  # never started, or its process is gone (a reused pid never matches the start time)
+                write_status(job_dir, state="interrupted", ended_at=time.time(), message=INTERRUPTED)
+
+    def _attach(self, job_dir: Path, worker: _AttachedWorker) -> None:
+        job = _Job(snapshot=JobSnapshot(job_id=job_dir.name, job_dir=str(job_dir)), process=worker)
+        self._read_events(job)
+        job.thread = threading.Thread(target=self._watch, args=(job,), name=f"reattach-{job_dir.name}", daemon=True)
+        with self._lock:
+            self._jobs[job_dir.name] = job
+        job.thread.start()
 
     # ---- starting ----------------------------------------------------------------------------
 
@@ -235,6 +287,9 @@ class JobManager:
                 return
             time.sleep(POLL_SECONDS)
         job.process = self._spawn(job)
+        self._watch(job)
+
+    def _watch(self, job: _Job) -> None:
         while True:
             self._read_events(job)
             code = job.process.poll()
@@ -269,10 +324,12 @@ class JobManager:
         if snapshot.state not in FINAL_STATES:
             # The worker died without a word: killed, or crashed hard (segfault, OOM killer).
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            message = f"The training process {how} before finishing."
+            state, message = "failed", f"The training process {how} before finishing."
             hint = "If memory ran out, try a smaller batch or shorter context. Details are in worker.log."
-            snapshot = replace(snapshot, state="failed", phase="done", message=message, hint=hint)
-            write_status(Path(snapshot.job_dir), state="failed", ended_at=time.time(), message=message, hint=hint)
+            if isinstance(job.process, _AttachedWorker):
+                state, message, hint = "interrupted", INTERRUPTED, ""
+            snapshot = replace(snapshot, state=state, phase="done", message=message, hint=hint)
+            write_status(Path(snapshot.job_dir), state=state, ended_at=time.time(), message=message, hint=hint)
         job.snapshot = snapshot
         job.done.set()
 

@@ -23,6 +23,8 @@ import time
 import traceback
 from pathlib import Path
 
+import psutil
+
 from training.errors import UserError
 from training.events import Event, Failed, Finished, Log
 
@@ -95,7 +97,16 @@ def main(job_dir: Path, resume: bool = False) -> int:
     # this process starts inherits it by accident.
     token = os.environ.pop("HF_TOKEN", None)
 
-    write_status(job_dir, state="running", pid=os.getpid(), started_at=time.time(), heartbeat=time.time())
+    # pid + the process's own start time identify this worker; a reused pid will not match both
+    process_started = psutil.Process().create_time()
+    write_status(
+        job_dir,
+        state="running",
+        pid=os.getpid(),
+        process_started=process_started,
+        started_at=time.time(),
+        heartbeat=time.time(),
+    )
     done = threading.Event()
     threading.Thread(target=_heartbeat, args=(job_dir, done), daemon=True).start()
 

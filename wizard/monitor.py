@@ -42,7 +42,7 @@ def status_markdown(snapshot: JobSnapshot) -> str:
         text += f" ({snapshot.phase.replace('_', ' ')})"
     if snapshot.stop_requested and snapshot.state == "running":
         text += " — stopping after this step…"
-    if snapshot.state == "failed":
+    if snapshot.state in ("failed", "interrupted"):
         text += f"\n\n⚠ {snapshot.message} {snapshot.hint}"
     if snapshot.output_dir:
         text += f"\n\nSaved to `{snapshot.output_dir}`. Open the **Chat** tab to talk to it."
