@@ -92,6 +92,11 @@ def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_stopped(tiny_spec, tmp
     third = manager.start(tiny_spec.with_overrides({"name": "third"}))
     assert wait_for(lambda: manager.snapshot(first).step >= 1)
     assert manager.snapshot(second).state == "queued" and manager.snapshot(third).state == "queued"
+    assert (manager.queue_position(first), manager.queue_position(second), manager.queue_position(third)) == (
+        None,
+        1,
+        2,
+    )
     assert not (tmp_path / second / "events.jsonl").exists()  # no worker was started for it
     manager.stop(third)
     assert manager.wait(third, timeout=10).state == "stopped"

@@ -227,6 +227,15 @@ class JobManager:
         queued_earlier = [j for j in others if j.process is None and j.order < job.order]
         return len(running) < self.max_running and not queued_earlier
 
+    def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job to run, 2 for the one after it...; None when the job is not waiting."""
+        with self._lock:
+            waiting = sorted(
+                (j for j in self._jobs.values() if j.process is None and not j.done.is_set()), key=lambda j: j.order
+            )
+        ids = [j.snapshot.job_id for j in waiting]
+        return ids.index(job_id) + 1 if job_id in ids else None
+
     def _spawn(self, job: _Job) -> subprocess.Popen:
         job_dir = Path(job.snapshot.job_dir)
         env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}

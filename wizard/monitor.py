@@ -87,8 +87,12 @@ def render(manager: JobManager, job_id: str | None) -> list:
     except KeyError:
         return [f"No job called {html.escape(job_id)}.", "", None, None, None, ""]
     logs = "\n".join(snapshot.logs[-LOG_LINES:])
+    position = manager.queue_position(job_id)
+    status = status_markdown(snapshot)
+    if position:
+        status += f"\n\nNumber {position} in the queue: it starts when the jobs before it end."
     return [
-        status_markdown(snapshot),
+        status,
         progress_html(snapshot),
         loss_frame(snapshot),
         eval_frame(snapshot),
