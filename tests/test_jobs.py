@@ -2,22 +2,14 @@
 
 import os
 import signal
-import time
 from pathlib import Path
+
+from helpers import wait_for
 
 from training.jobs import JobManager, JobSnapshot, apply_event
 from training.worker import read_status
 
 TIMEOUT = 180
-
-
-def wait_for(predicate, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_apply_event_folds_progress_into_curves():

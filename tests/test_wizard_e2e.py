@@ -8,12 +8,12 @@ flow and must never show up in job files, logs, the worker's command line or the
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from helpers import wait_for
 
 from training.jobs import JobManager
 from training.worker import read_status
@@ -50,15 +50,6 @@ def step_of(client: Client, job_id: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else 0), status
 
 
-def wait_for(predicate, timeout=300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(1.0)
-    return False
-
-
 def test_launch_watch_stop_finish_and_chat(app):
     demo, jobs_dir = app
     client = Client(demo.local_url, verbose=False)
@@ -71,11 +62,13 @@ def test_launch_watch_stop_finish_and_chat(app):
     message, long_id = client.predict(*long_job, api_name="/launch")
     long_id = value_of(long_id)
     assert "Launched" in message
-    assert wait_for(lambda: step_of(client, long_id)[0] >= 2), step_of(client, long_id)
+    assert wait_for(lambda: step_of(client, long_id)[0] >= 2, timeout=300, interval=1.0), step_of(client, long_id)
     pid = read_status(jobs_dir / long_id)["pid"]
     assert CANARY not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     client.predict(long_id, api_name="/stop_job")
-    assert wait_for(lambda: "stopped" in step_of(client, long_id)[1], timeout=120), step_of(client, long_id)
+    assert wait_for(lambda: "stopped" in step_of(client, long_id)[1], timeout=120, interval=1.0), step_of(
+        client, long_id
+    )
     stopped_at = step_of(client, long_id)[0]
     assert 2 <= stopped_at < 500
 
@@ -85,7 +78,9 @@ def test_launch_watch_stop_finish_and_chat(app):
     )
     _, short_id = client.predict(*short_job, api_name="/launch")
     short_id = value_of(short_id)
-    assert wait_for(lambda: "completed" in step_of(client, short_id)[1]), step_of(client, short_id)
+    assert wait_for(lambda: "completed" in step_of(client, short_id)[1], timeout=300, interval=1.0), step_of(
+        client, short_id
+    )
 
     assert "Loaded" in client.predict(short_id, api_name="/load_chat")
     tuned, base, stats, _ = client.predict(short_id, "Who are you?", "", 0.0, 1.0, 32, [], [], api_name="/chat")
@@ -110,3 +105,19 @@ def test_next_refuses_an_invalid_step_and_names_the_field(app):
     problems = next(item for item in result if isinstance(item, str))  # the step's problem list
     assert "Learning rate" in problems and "less than or equal to 1" in problems
     assert "Max steps" in problems or "neither epochs nor max_steps" in problems
+
+
+def test_next_checks_the_disk_and_the_hardware_for_its_step(app):
+    demo, _ = app
+    client = Client(demo.local_url, verbose=False)
+
+    def problems(endpoint, **by_label):
+        result = client.predict(*form_values(client, endpoint, **by_label), api_name=endpoint)
+        return next(item for item in result if isinstance(item, str))
+
+    assert "/no/such/model is not a folder here" in problems("/next_1", Model="/no/such/model")
+    import torch
+
+    if not torch.cuda.is_available():  # fp16 is fine on a GPU
+        assert "fp16 needs a GPU" in problems("/next_3", Precision="fp16")
+    assert problems("/next_3") == ""  # the defaults pass

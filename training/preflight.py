@@ -13,17 +13,24 @@ from training.models import resolve_model
 from training.spec import JobSpec
 
 
-def preflight(spec: JobSpec) -> None:
-    """Raise UserError listing every problem found; return quietly when the job can start."""
+def preflight_problems(spec: JobSpec) -> list[tuple[str, str]]:
+    """Every problem found, as (the spec field it is about, message with the fix)."""
+    checks = {
+        "model.name_or_path": lambda: resolve_model(spec.model.name_or_path),
+        "data.source": lambda: load_conversations(spec.data),
+        "hyperparameters.precision": lambda: plan_for(spec),
+    }
     problems = []
-    for check in (
-        lambda: resolve_model(spec.model.name_or_path),
-        lambda: load_conversations(spec.data),
-        lambda: plan_for(spec),
-    ):
+    for path, check in checks.items():
         try:
             check()
         except UserError as error:
-            problems.append(str(error))
+            problems.append((path, str(error)))
+    return problems
+
+
+def preflight(spec: JobSpec) -> None:
+    """Raise UserError listing every problem found; return quietly when the job can start."""
+    problems = preflight_problems(spec)
     if problems:
-        raise UserError("The job cannot start:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise UserError("The job cannot start:\n" + "\n".join(f"  - {message}" for _, message in problems))

@@ -20,23 +20,6 @@ STEP_MODEL, STEP_DATA, STEP_HYPER, STEP_PREVIEW, STEP_LAUNCH = 1, 2, 3, 4, 5
 UPLOAD_LIMIT = "20mb"
 
 
-def io_problems(step: int, spec) -> list[tuple[str, str]]:
-    """Checks that touch the disk, run when a step is otherwise valid (a missing folder or file)."""
-    from training.data import load_conversations
-    from training.errors import UserError
-    from training.models import resolve_model
-
-    check = {
-        STEP_MODEL: lambda: resolve_model(spec.model.name_or_path),
-        STEP_DATA: lambda: load_conversations(spec.data),
-    }.get(step)
-    try:
-        check and check()
-    except UserError as error:
-        return [("model.name_or_path" if step == STEP_MODEL else "data.source", str(error))]
-    return []
-
-
 def build_ui(manager: JobManager) -> gr.Blocks:
     form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}))
     sessions = chat.SessionCache()
@@ -80,7 +63,9 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                 spec, problems = form.build(values)
                 mine = [p for p in problems if owning_field(p[0], paths) in paths]
                 if not mine and spec is not None:
-                    mine = io_problems(step, spec)
+                    from training.preflight import preflight_problems  # touches the disk and the model files
+
+                    mine = [p for p in preflight_problems(spec) if owning_field(p[0], paths) in paths]
                 selected = step if mine else step + 1
                 return [gr.Walkthrough(selected=selected), problems_markdown(mine), *form.show_problems(mine, paths)]
 
@@ -143,8 +128,11 @@ def build_ui(manager: JobManager) -> gr.Blocks:
         )
 
         def launch(secret, *values):
+            from training.preflight import preflight_problems
+
             spec, problems = form.build(values)
-            if spec is None:
+            problems = problems or preflight_problems(spec)  # files can vanish between Next and Launch
+            if problems:
                 return problems_markdown(problems), gr.update()
             job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None)
             return f"Launched **{job_id}**.", gr.update(choices=manager.list_jobs(), value=job_id)
