@@ -86,7 +86,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
 
             # A reload re-attaches to the same running job
             page.reload()
-            page.get_by_text(" of ", exact=False).first.wait_for()
+            page.get_by_text(re.compile(r"step \d+ of \d+")).locator("visible=true").first.wait_for()
             page.get_by_text("my-first-job-").first.wait_for()
             page.locator("progress").wait_for()
 
