@@ -3,6 +3,7 @@
     python app.py                          serve the wizard on http://127.0.0.1:7860
     python app.py train SPEC.yaml          run a job headless, with a progress line
     python app.py chat JOB_DIR             talk to a finished job (--prompt for one answer)
+    python app.py score JOB_DIR --prompt P --answer A   score an answer with a finished reward model
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--base", action="store_true", help="Answer with the base model instead of the tuned one.")
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default).")
+
+    score = commands.add_parser("score", help="Score answers with a finished reward model (higher = preferred).")
+    score.add_argument("job_dir", help="The reward job's folder.")
+    score.add_argument("--prompt", required=True, help="The question or request.")
+    score.add_argument("--answer", action="append", required=True, help="An answer to score (repeatable).")
     return parser
 
 
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_train(args)
         if args.command == "chat":
             return command_chat(args)
+        if args.command == "score":
+            return command_score(args)
         return command_serve(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -93,7 +101,7 @@ def command_train(args) -> int:
     if args.overrides:
         spec = spec.with_overrides(dict(parse_override(text) for text in args.overrides))
     print("checking the model and data (the first run converts the embedded model, ~15 s)...", flush=True)
-    preflight(spec)
+    preflight(spec, Path(args.job_dir or args.jobs_dir))
     manager = JobManager(args.jobs_dir)
     job_id = manager.start(spec, secrets=secrets, job_dir=args.job_dir)
     print(f"job {job_id} started in {manager.snapshot(job_id).job_dir}", flush=True)
@@ -115,7 +123,10 @@ def report(snapshot) -> int:
         print(f"error: {snapshot.message} {snapshot.hint}".rstrip(), file=sys.stderr)
         return 1
     print(f"job {snapshot.state}: {snapshot.output_dir}")
-    print(f'try it: python app.py chat {snapshot.job_dir} --prompt "Who are you?"')
+    if snapshot.reward_accuracy:
+        print(f'try it: python app.py score {snapshot.job_dir} --prompt "What is 12 times 7?" --answer "84."')
+    else:
+        print(f'try it: python app.py chat {snapshot.job_dir} --prompt "Who are you?"')
     return 0 if snapshot.state == "completed" else 130
 
 
@@ -143,7 +154,10 @@ def progress_line(snapshot) -> str:
     loss = f"loss {snapshot.train_loss[-1][1]:.4f}" if snapshot.train_loss else "loss -"
     speed = f"{snapshot.tokens_per_second:.0f} tok/s" if snapshot.tokens_per_second else ""
     eta = f"ETA {snapshot.time_left}" if snapshot.eta_seconds is not None else ""
-    return f"step {snapshot.step}/{snapshot.total_steps}  epoch {snapshot.epoch:.2f}  {loss}  {speed}  {eta}".rstrip()
+    line = f"step {snapshot.step}/{snapshot.total_steps}  epoch {snapshot.epoch:.2f}  {loss}"
+    if snapshot.reward_accuracy:  # DPO and reward jobs: is the better answer scored higher?
+        line += f"  margin {snapshot.reward_margin[-1][1]:+.3f}  accuracy {snapshot.reward_accuracy[-1][1]:.2f}"
+    return f"{line}  {speed}  {eta}".rstrip()
 
 
 def command_chat(args) -> int:
@@ -174,6 +188,15 @@ def command_chat(args) -> int:
             print(piece, end="", flush=True)
         print()
         history.append({"role": "assistant", "content": answer})
+
+
+def command_score(args) -> int:
+    from training.scoring import RewardScorer
+
+    scorer = RewardScorer(args.job_dir, token=os.environ.get("HF_TOKEN"))
+    for answer in args.answer:
+        print(f"{scorer.score(args.prompt, answer):+.3f}  {answer}")
+    return 0
 
 
 def command_serve(args) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from training.errors import UserError
 from training.hardware import cpu_has_fast_bf16
-from training.models import resolve_model
+from training.models import merge_adapters, starting_point
 from training.spec import load_spec
 
 Message = dict[str, str]
@@ -148,12 +148,18 @@ class ChatSession:
         self.threads = decode_threads() if self.device == "cpu" else None
         spec = load_spec(self.job_dir / "spec.yaml")
         adapter_dir, model_dir = self.job_dir / "adapter", self.job_dir / "model"
-        base_ref = resolve_model(spec.model.name_or_path)
+        if spec.method.objective == "reward":
+            raise UserError(
+                f"{self.job_dir.name} is a reward model: it scores answers rather than writing them, so it cannot chat."
+            )
+        base_ref, earlier_adapters = starting_point(spec)
 
         hub = {"revision": spec.model.revision, "token": token or False}
 
         def load(ref, **kwargs):  # fp32 first and cast afterwards, so the adapter merges at full precision
-            return AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32, **kwargs)
+            # A job built on an earlier one (DPO after SFT) starts from that job's merged weights
+            return merge_adapters(model, earlier_adapters) if ref == base_ref else model
 
         share = self.device != "cpu" if share_base_weights is None else share_base_weights
         self.base_model = None  # None: base answers come from self.model with its adapter disabled

@@ -17,16 +17,23 @@ from pathlib import Path
 import torch
 import trl.trainer.utils as trl_utils
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    TrainerCallback,
+)
+from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from training.data import build_datasets
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
-from training.models import resolve_model
+from training.models import merge_adapters, starting_point
 from training.spec import JobSpec
 
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 COMPLETE_MARKER = "COMPLETE"  # written last into a checkpoint folder, so a torn save is never resumed
 
 
@@ -46,16 +53,20 @@ def to_lora_config(spec: JobSpec):
         lora_alpha=method.lora_alpha,
         lora_dropout=method.lora_dropout,
         target_modules=targets,
-        task_type="CAUSAL_LM",
+        use_dora=method.use_dora,
+        use_rslora=method.use_rslora,
+        # A reward model is a sequence classifier: PEFT then also trains and saves its score head
+        task_type="SEQ_CLS" if method.objective == "reward" else "CAUSAL_LM",
     )
 
 
-def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+def training_arguments(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+    """The Trainer settings every objective shares (SFT, DPO and reward configs all extend TrainingArguments)."""
     hp = spec.hyperparameters
     every_epoch = {"strategy": "epoch", "steps": None}
     save = {"strategy": "steps", "steps": hp.save_steps} if hp.save_steps else every_epoch
     evaluate = {"strategy": "steps", "steps": hp.eval_steps} if hp.eval_steps else every_epoch
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         use_cpu=plan.device == "cpu",
         bf16=plan.precision == "bf16",
@@ -72,11 +83,6 @@ def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpoi
         seed=hp.seed,
         data_seed=hp.seed,
         max_length=hp.context_length,
-        # Packing flattens a batch into one long row; without a varlen attention kernel (flash
-        # attention, GPU only) attention over that row is quadratic and was 3x slower on the CPU
-        # here than length-grouped batches of short examples, so grouping is our default.
-        packing=hp.packing,
-        train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
         gradient_checkpointing=gradient_checkpointing,
         logging_steps=hp.logging_steps,
         logging_nan_inf_filter=False,  # a diverging loss must show on the curve, not be filtered out
@@ -91,27 +97,107 @@ def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpoi
     )
 
 
-def load_model(spec: JobSpec, plan: Plan, model_ref: str, token: str | None):
-    compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[plan.precision]
+def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+    hp = spec.hyperparameters
+    return SFTConfig(
+        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval),
+        # Packing flattens a batch into one long row; without a varlen attention kernel (flash
+        # attention, GPU only) attention over that row is quadratic and was 3x slower on the CPU
+        # here than length-grouped batches of short examples, so grouping is our default.
+        packing=hp.packing,
+        train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
+    )
+
+
+def to_dpo_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+    return DPOConfig(
+        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval), beta=spec.method.dpo_beta
+    )
+
+
+def to_reward_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+    return RewardConfig(**training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval))
+
+
+CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config}
+TRAINER_FOR = {"sft": SFTTrainer, "dpo": DPOTrainer, "reward": RewardTrainer}
+
+
+def load_model(spec: JobSpec, plan: Plan, token: str | None):
+    reference, earlier_adapters = starting_point(spec)
+    compute_dtype = DTYPES[plan.precision]
     common = {"revision": spec.model.revision, "token": token or False}
     quantization = None
     if spec.method.type == "qlora":
         quantization = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=spec.method.qlora_double_quant,
+            bnb_4bit_compute_dtype=DTYPES[qlora_compute_dtype(spec, plan)],
         )
     # Weights stay fp32 on the CPU: bf16 runs through autocast there (Trainer's bf16=True), which
     # keeps fp32 master weights for full fine-tuning and measured as fast as bf16 weights for LoRA.
     weights_dtype = compute_dtype if plan.device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(
-        model_ref, dtype=weights_dtype, quantization_config=quantization, **common
-    )
-    tokenizer = AutoTokenizer.from_pretrained(model_ref, **common)
+    tokenizer = AutoTokenizer.from_pretrained(reference, **common)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    if spec.method.objective == "reward":
+        # A reward model is the same network with a one-number head instead of the vocabulary
+        model = AutoModelForSequenceClassification.from_pretrained(
+            reference, num_labels=1, dtype=weights_dtype, quantization_config=quantization, **common
+        )
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            reference, dtype=weights_dtype, quantization_config=quantization, **common
+        )
+    return merge_adapters(model, earlier_adapters), tokenizer
+
+
+def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_data, callbacks, output_dir: Path):
+    """The TRL trainer for the spec's objective, over a loaded model (see `load_model`)."""
+    objective = spec.method.objective
+    if objective == "sft":
+        score_only_labelled_positions()
+    unpack_4bit_inference_layout(model)
+    checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
+    return TRAINER_FOR[objective](
+        model=model,
+        args=CONFIG_FOR[objective](spec, plan, output_dir, checkpointing, eval_data is not None),
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        processing_class=tokenizer,
+        peft_config=to_lora_config(spec),
+        callbacks=callbacks,
+    )
+
+
+def unpack_4bit_inference_layout(model) -> int:
+    """Undo bitsandbytes' CPU inference repacking of 4-bit weights, so training sees the real weights.
+
+    On CPUs with AVX-512 BF16, a no-grad forward in eval mode (any `generate`) rewrites each
+    Linear4bit weight into a packed layout for fast inference; training on top of that layout runs
+    but the loss stays flat. Our engine loads a fresh model per job, but anything that generates
+    before training (a baseline sample, a calibration run) would hit this, so the layout is
+    checked here, on the way into every trainer. Returns how many layers were unpacked.
+    """
+    unpacked = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            # The same call bitsandbytes makes itself before moving or saving such a weight
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
+            module.quant_state = weight.quant_state
+            unpacked += 1
+    return unpacked
+
+
+def qlora_compute_dtype(spec: JobSpec, plan: Plan) -> str:
+    chosen = spec.method.qlora_compute_dtype
+    return plan.precision if chosen == "auto" else chosen
 
 
 class EventCallback(TrainerCallback):
@@ -154,6 +240,9 @@ class EventCallback(TrainerCallback):
                 tokens_per_second=rate,
                 tokens_seen=tokens,
                 eta_seconds=per_step * max(state.max_steps - state.global_step, 0),
+                # DPOTrainer logs rewards/margins and rewards/accuracies; RewardTrainer margin and accuracy
+                reward_margin=_maybe_float(logs.get("rewards/margins", logs.get("margin"))),
+                reward_accuracy=_maybe_float(logs.get("rewards/accuracies", logs.get("accuracy"))),
             )
         )
         values = [float(logs["loss"]), _maybe_float(logs.get("grad_norm"))]
@@ -218,33 +307,25 @@ def run_job(
     plan = plan_for(spec)
     emit(Log(message=f"hardware plan: {plan.describe()}"))
 
+    objective = spec.method.objective
     emit(Status(phase="preparing_data"))
-    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed)
+    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective)
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
-    model, tokenizer = load_model(spec, plan, resolve_model(spec.model.name_or_path), token)
+    model, tokenizer = load_model(spec, plan, token)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
     emit(
         Log(
-            message=f"model: {model.num_parameters() / 1e6:.0f}M parameters, gradient checkpointing "
-            f"{'on' if checkpointing else 'off'}"
+            message=f"model: {model.num_parameters() / 1e6:.0f}M parameters, {spec.method.type} {objective}, "
+            f"gradient checkpointing {'on' if checkpointing else 'off'}"
         )
     )
 
-    score_only_labelled_positions()
     # TensorBoard files go into the job folder, beside our own event log
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
     callback = EventCallback(emit, should_stop)
-    trainer = SFTTrainer(
-        model=model,
-        args=to_sft_config(spec, plan, job_dir / "checkpoints", checkpointing, eval_data is not None),
-        train_dataset=train_data,
-        eval_dataset=eval_data,
-        processing_class=tokenizer,
-        peft_config=to_lora_config(spec),
-        callbacks=[callback],
-    )
+    trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
     if resume and checkpoint is None:
         emit(Log(message="no complete checkpoint to resume from: starting from the beginning"))

@@ -46,6 +46,10 @@ class Progress(Event):
     tokens_per_second: float | None = None
     tokens_seen: int = 0
     eta_seconds: float | None = None
+    # Preference objectives only (DPO, reward): how far the better answer scores above the worse
+    # one, and how often it scores higher at all
+    reward_margin: float | None = None
+    reward_accuracy: float | None = None
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,22 @@ def plan_for(spec: JobSpec) -> Plan:
             precision = "bf16" if cpu_has_fast_bf16() else "fp32"
     if precision == "fp16" and device == "cpu":
         raise UserError("hyperparameters.precision: fp16 needs a GPU. Use bf16 or fp32 (or auto) on a CPU.")
+    if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(
+            "hyperparameters.precision: this GPU has no bf16 (it needs an Ampere or newer). Use fp16 or auto."
+        )
     return Plan(device=device, precision=precision)
+
+
+def check_method_fits_device(spec: JobSpec, plan: Plan) -> None:
+    """QLoRA's compute type must be one the device runs; say which one will before launch."""
+    import torch
+
+    chosen = spec.method.qlora_compute_dtype
+    if chosen == "fp16" and plan.device == "cpu":
+        raise UserError("method.qlora_compute_dtype: fp16 needs a GPU. Use bf16 or fp32 (or auto) on a CPU.")
+    if chosen == "bf16" and plan.device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError("method.qlora_compute_dtype: this GPU has no bf16 (Ampere or newer). Use fp16 or auto.")
 
 
 def wants_gradient_checkpointing(spec: JobSpec, plan: Plan, parameter_count: int) -> bool:

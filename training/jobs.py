@@ -54,6 +54,8 @@ class JobSnapshot:
     train_loss: tuple[tuple[int, float], ...] = ()
     eval_loss: tuple[tuple[int, float], ...] = ()
     learning_rate: tuple[tuple[int, float], ...] = ()
+    reward_margin: tuple[tuple[int, float], ...] = ()  # DPO and reward jobs only
+    reward_accuracy: tuple[tuple[int, float], ...] = ()
     logs: tuple[str, ...] = ()
     output_dir: str | None = None
     message: str = ""
@@ -86,6 +88,8 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
             eta_seconds=record.get("eta_seconds"),
             train_loss=_append(snapshot.train_loss, step, record.get("loss")),
             learning_rate=_append(snapshot.learning_rate, step, record.get("learning_rate")),
+            reward_margin=_append(snapshot.reward_margin, step, record.get("reward_margin")),
+            reward_accuracy=_append(snapshot.reward_accuracy, step, record.get("reward_accuracy")),
         )
     if kind == "eval":
         return replace(snapshot, eval_loss=_append(snapshot.eval_loss, record["step"], record["eval_loss"]))

@@ -85,3 +85,42 @@ def resolve_model(name_or_path: str) -> str:
             "Give an existing folder, a Hub id like Qwen/Qwen2.5-0.5B-Instruct, or the embedded model."
         )
     return name_or_path
+
+
+def starting_point(spec) -> tuple[str, list[Path]]:
+    """What a job's model starts as: the reference to load, and the adapters to merge into it, oldest first.
+
+    `model.start_from_job` chains jobs (SFT, then DPO on top): a full fine-tune or merged job is
+    loaded as it is; an adapter job is its own starting point plus its adapter.
+    """
+    from training.spec import load_spec
+
+    if not spec.model.start_from_job:
+        return resolve_model(spec.model.name_or_path), []
+    job_dir = Path(spec.model.start_from_job).expanduser()
+    field = "model.start_from_job"
+    if not (job_dir / "spec.yaml").is_file():
+        raise UserError(f"{field}: {job_dir} is not a job folder (no spec.yaml). Pick a finished job's folder.")
+    earlier = load_spec(job_dir / "spec.yaml")
+    if earlier.model.name_or_path != spec.model.name_or_path:
+        raise UserError(
+            f"{field}: {job_dir.name} fine-tuned {earlier.model.name_or_path}, but model.name_or_path is "
+            f"{spec.model.name_or_path}. Set model.name_or_path to {earlier.model.name_or_path}."
+        )
+    if earlier.method.objective == "reward":
+        raise UserError(f"{field}: {job_dir.name} is a reward model, which scores text. Start from an sft or dpo job.")
+    if (job_dir / "model" / "config.json").is_file():
+        return str(job_dir / "model"), []
+    if not (job_dir / "adapter").is_dir():
+        raise UserError(f"{field}: {job_dir.name} has no adapter/ or model/ yet. Let it finish, or pick another job.")
+    reference, adapters = starting_point(earlier)
+    return reference, [*adapters, job_dir / "adapter"]
+
+
+def merge_adapters(model, adapters: list[Path]):
+    """Fold each finished adapter into the model's weights, in order."""
+    from peft import PeftModel
+
+    for adapter in adapters:
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model

@@ -6,31 +6,44 @@ missing file is reported in a second, not minutes into a run. Every problem is r
 
 from __future__ import annotations
 
-from training.data import load_conversations
+from pathlib import Path
+
+from training.data import load_rows
 from training.errors import UserError
-from training.hardware import plan_for
-from training.models import resolve_model
+from training.hardware import check_method_fits_device, plan_for
+from training.models import starting_point
+from training.sizes import check_disk
 from training.spec import JobSpec
 
 
-def preflight_problems(spec: JobSpec) -> list[tuple[str, str]]:
-    """Every problem found, as (the spec field it is about, message with the fix)."""
-    checks = {
-        "model.name_or_path": lambda: resolve_model(spec.model.name_or_path),
-        "data.source": lambda: load_conversations(spec.data),
-        "hyperparameters.precision": lambda: plan_for(spec),
-    }
-    problems = []
-    for path, check in checks.items():
+def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None) -> list[tuple[str, str]]:
+    """Every problem found, as (the spec field it is about, message with the fix).
+
+    With `jobs_dir`, also checks that the job's checkpoints fit on that folder's disk. A check
+    that needs the model or the plan runs only when those were found, so each cause is named once.
+    """
+    problems: list[tuple[str, str]] = []
+
+    def check(path: str, function):
         try:
-            check()
+            return function()
         except UserError as error:
             problems.append((path, str(error)))
+            return None
+
+    model_field = "model.start_from_job" if spec.model.start_from_job else "model.name_or_path"
+    reference = check(model_field, lambda: starting_point(spec)[0])
+    check("data.source", lambda: load_rows(spec.data, spec.method.objective))
+    plan = check("hyperparameters.precision", lambda: plan_for(spec))
+    if plan and spec.method.type == "qlora":
+        check("method.qlora_compute_dtype", lambda: check_method_fits_device(spec, plan))
+    if plan and reference and jobs_dir is not None:
+        check("output.save_total_limit", lambda: check_disk(spec, reference, jobs_dir, plan.device))
     return problems
 
 
-def preflight(spec: JobSpec) -> None:
+def preflight(spec: JobSpec, jobs_dir: Path | None = None) -> None:
     """Raise UserError listing every problem found; return quietly when the job can start."""
-    problems = preflight_problems(spec)
+    problems = preflight_problems(spec, jobs_dir)
     if problems:
         raise UserError("The job cannot start:\n" + "\n".join(f"  - {message}" for _, message in problems))

@@ -34,13 +34,18 @@ class ModelSection(_Section):
         description="The model to fine-tune: the embedded default, a Hugging Face id (org/name) or a local folder.",
     )
     revision: str | None = Field(None, description="Hub branch, tag or commit to use; empty means the default branch.")
+    start_from_job: str | None = Field(
+        None,
+        description="A finished job folder to build on (e.g. DPO after SFT); its adapter is merged in first.",
+    )
 
 
 class DataSection(_Section):
     source: str = Field(
         "demo:identity",
         min_length=1,
-        description="Training data: a bundled demo (demo:identity, demo:general) or a JSONL file in chat format.",
+        description="Training data: a bundled demo (demo:identity, demo:general, demo:preferences) or a JSONL file: "
+        "chat rows for sft, prompt/chosen/rejected rows for dpo and reward.",
     )
     mix_in: list[str] = Field(
         [],
@@ -68,12 +73,30 @@ class MethodSection(_Section):
         description="lora trains small adapters (fast, light); qlora does so over a 4-bit base (least memory); "
         "full updates every weight (most memory).",
     )
+    objective: Literal["sft", "dpo", "reward"] = Field(
+        "sft",
+        description="sft learns from example answers; dpo learns from pairs of a better and a worse answer; "
+        "reward trains a model that scores answers (for RLHF).",
+    )
     lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank: adapter size. 8-32 suits most jobs.")
     lora_alpha: int = Field(32, ge=1, le=4096, description="LoRA scaling; about twice the rank is a good start.")
     lora_dropout: float = Field(0.0, ge=0.0, le=0.5, description="Dropout inside the adapters; 0-0.1.")
     target_modules: str = Field(
         "all-linear",
         description="Layers that get adapters: all-linear, attention, or a comma list such as q_proj,v_proj.",
+    )
+    use_dora: bool = Field(
+        False, description="DoRA: adapters that also learn each weight's size; a little better, slower."
+    )
+    use_rslora: bool = Field(False, description="rsLoRA: scale adapters by alpha/sqrt(rank); steadier at high ranks.")
+    qlora_double_quant: bool = Field(
+        True, description="QLoRA: also quantise the quantisation constants (~0.4 bit less)."
+    )
+    qlora_compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="QLoRA: number format the 4-bit weights are computed in; auto follows the precision."
+    )
+    dpo_beta: float = Field(
+        0.1, gt=0.0, le=10.0, description="DPO: how far the model may move from where it started; 0.1 is typical."
     )
 
     @field_validator("target_modules")

@@ -8,10 +8,14 @@ never in the spec, the page or the browser's storage.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
+from training.errors import UserError
 from training.jobs import JobManager
 from training.presets import example_jobs
+from training.spec import load_spec
 from wizard import chat, monitor
 from wizard.form import SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
@@ -65,7 +69,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                 if not mine and spec is not None:
                     from training.preflight import preflight_problems  # touches the disk and the model files
 
-                    mine = [p for p in preflight_problems(spec) if owning_field(p[0], paths) in paths]
+                    mine = [p for p in preflight_problems(spec, manager.jobs_dir) if owning_field(p[0], paths) in paths]
                 selected = step if mine else step + 1
                 return [gr.Walkthrough(selected=selected), problems_markdown(mine), *form.show_problems(mine, paths)]
 
@@ -131,7 +135,8 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             from training.preflight import preflight_problems
 
             spec, problems = form.build(values)
-            problems = problems or preflight_problems(spec)  # files can vanish between Next and Launch
+            # files can vanish (and disks fill) between Next and Launch
+            problems = problems or preflight_problems(spec, manager.jobs_dir)
             if problems:
                 return problems_markdown(problems), gr.update()
             job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None)
@@ -142,8 +147,6 @@ def build_ui(manager: JobManager) -> gr.Blocks:
         )
 
         def resume(secret, job_id):
-            from training.errors import UserError
-
             if not job_id:
                 return "Pick a job to resume."
             try:
@@ -156,7 +159,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
 
         # ---- Re-attach on every page load: the running (or newest) job, with its whole curve ----
         def finished_jobs(current=None):
-            finished = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
+            finished = [j for j in manager.list_jobs() if can_chat(manager.snapshot(j))]
             return gr.update(choices=finished, value=current if current in finished else next(iter(finished), None))
 
         chat_tab_button.select(finished_jobs, inputs=chat_tab.job, outputs=chat_tab.job, api_visibility="private")
@@ -170,6 +173,16 @@ def build_ui(manager: JobManager) -> gr.Blocks:
 
         demo.load(on_load, outputs=[run_view.job, walkthrough, chat_tab.job], api_name="attach")
     return demo
+
+
+def can_chat(snapshot) -> bool:
+    """Finished with a model that writes text (a reward model only scores it)."""
+    if not snapshot.output_dir:
+        return False
+    try:
+        return load_spec(Path(snapshot.job_dir) / "spec.yaml").method.objective != "reward"
+    except UserError:
+        return False
 
 
 def launch(manager: JobManager, host: str = "127.0.0.1", port: int | None = 7860, block: bool = True):

@@ -34,8 +34,25 @@ LABELS = {
     "method.lora_alpha": "LoRA alpha",
     "method.lora_dropout": "LoRA dropout",
     "method.target_modules": "LoRA target modules",
+    "method.objective": "Training objective",
+    "method.use_dora": "DoRA",
+    "method.use_rslora": "rsLoRA",
+    "method.qlora_double_quant": "QLoRA double quantisation",
+    "method.qlora_compute_dtype": "QLoRA compute type",
+    "method.dpo_beta": "DPO beta",
+    "model.start_from_job": "Build on a finished job",
     "hyperparameters.context_length": "Context length (tokens)",
     "output.save_total_limit": "Checkpoints to keep",
+}
+
+
+# Plain words for the values of some choice fields (the spec keeps the short values).
+CHOICE_LABELS = {
+    "method.objective": {
+        "sft": "Learn from example answers (SFT)",
+        "dpo": "Prefer the better of two answers (DPO)",
+        "reward": "Train a reward model that scores answers",
+    },
 }
 
 
@@ -81,7 +98,8 @@ class SpecForm:
         elif slider:
             widget = gr.Slider(minimum=field.minimum, maximum=field.maximum, **common)
         elif field.kind == "choice":
-            widget = gr.Dropdown(choices=list(field.choices), **common)
+            names = CHOICE_LABELS.get(path, {})
+            widget = gr.Dropdown(choices=[(names.get(c, c), c) for c in field.choices], **common)
         elif field.kind == "bool":
             widget = gr.Checkbox(**common)
         elif field.kind in ("int", "float"):

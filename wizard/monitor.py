@@ -26,6 +26,7 @@ class Monitor:
     loss_plot: gr.LinePlot
     eval_plot: gr.LinePlot
     lr_plot: gr.LinePlot
+    preference_plot: gr.LinePlot
     logs: gr.Textbox
     stop: gr.Button
     resume: gr.Button
@@ -33,7 +34,15 @@ class Monitor:
 
     @property
     def view(self) -> list:
-        return [self.status, self.progress, self.loss_plot, self.eval_plot, self.lr_plot, self.logs]
+        return [
+            self.status,
+            self.progress,
+            self.loss_plot,
+            self.eval_plot,
+            self.lr_plot,
+            self.preference_plot,
+            self.logs,
+        ]
 
 
 def status_markdown(snapshot: JobSnapshot) -> str:
@@ -44,7 +53,9 @@ def status_markdown(snapshot: JobSnapshot) -> str:
         text += " — stopping after this step…"
     if snapshot.state in ("failed", "interrupted"):
         text += f"\n\n⚠ {snapshot.message} {snapshot.hint}"
-    if snapshot.output_dir:
+    if snapshot.output_dir and snapshot.reward_accuracy:
+        text += f"\n\nSaved to `{snapshot.output_dir}`. A reward model scores answers: `python app.py score`."
+    elif snapshot.output_dir:
         text += f"\n\nSaved to `{snapshot.output_dir}`. Open the **Chat** tab to talk to it."
     return text
 
@@ -72,6 +83,18 @@ def lr_frame(snapshot: JobSnapshot) -> pd.DataFrame:
     return typed(pd.DataFrame(list(snapshot.learning_rate), columns=["step", "learning_rate"]))
 
 
+def preference_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    """Reward margin and accuracy in one long frame (one line each), for DPO and reward jobs."""
+    rows = [(step, value, "reward margin") for step, value in snapshot.reward_margin]
+    rows += [(step, value, "accuracy (better answer scored higher)") for step, value in snapshot.reward_accuracy]
+    return pd.DataFrame(rows, columns=["step", "value", "metric"]).astype({"step": "float64", "value": "float64"})
+
+
+def preference_plot(snapshot: JobSnapshot):
+    # Shown only for preference objectives; SFT jobs have no such curves
+    return gr.LinePlot(value=preference_frame(snapshot), visible=bool(snapshot.reward_margin))
+
+
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     # An empty frame defaults to text columns; the plot would then keep a text axis with the
     # values in arrival order, even after numbers arrive. Numbers from the first draw keep it numeric.
@@ -81,11 +104,12 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 def render(manager: JobManager, job_id: str | None) -> list:
     if not job_id:
         empty = JobSnapshot(job_id="", job_dir="")
-        return ["No job yet: launch one above.", "", loss_frame(empty), eval_frame(empty), lr_frame(empty), ""]
+        frames = [loss_frame(empty), eval_frame(empty), lr_frame(empty), preference_plot(empty)]
+        return ["No job yet: launch one above.", "", *frames, ""]
     try:
         snapshot = manager.snapshot(job_id)
     except KeyError:
-        return [f"No job called {html.escape(job_id)}.", "", None, None, None, ""]
+        return [f"No job called {html.escape(job_id)}.", "", None, None, None, gr.LinePlot(visible=False), ""]
     logs = "\n".join(snapshot.logs[-LOG_LINES:])
     position = manager.queue_position(job_id)
     status = status_markdown(snapshot)
@@ -97,6 +121,7 @@ def render(manager: JobManager, job_id: str | None) -> list:
         loss_frame(snapshot),
         eval_frame(snapshot),
         lr_frame(snapshot),
+        preference_plot(snapshot),
         logs,
     ]
 
@@ -116,12 +141,15 @@ def build(manager: JobManager) -> Monitor:
         loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=260)
         eval_plot = gr.LinePlot(x="step", y="validation_loss", title="Validation loss", height=260)
         lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate", height=260)
+    preference = gr.LinePlot(
+        x="step", y="value", color="metric", title="Better vs worse answer (DPO / reward)", height=260, visible=False
+    )
     logs = gr.Textbox(label="Recent log lines", lines=6, max_lines=12, interactive=False)
     with gr.Row():
         stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
         resume = gr.Button("Resume from the last checkpoint")
     timer = gr.Timer(POLL_SECONDS)
-    monitor = Monitor(job, status, progress, loss_plot, eval_plot, lr_plot, logs, stop, resume, timer)
+    monitor = Monitor(job, status, progress, loss_plot, eval_plot, lr_plot, preference, logs, stop, resume, timer)
 
     def refresh(job_id):
         return render(manager, job_id)

@@ -67,16 +67,25 @@ def read_source(source: str, max_rows: int | None = None) -> list[Conversation]:
             if max_rows and len(conversations) >= max_rows:
                 break
     if problems:
-        shown = "\n".join(f"  - {problem}" for problem in problems[:MAX_REPORTED_PROBLEMS])
-        more = len(problems) - MAX_REPORTED_PROBLEMS
-        raise UserError(
-            f"data.source: {path.name} has {len(problems)} bad row(s):\n{shown}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-            + '\nEach line must be {"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]}.'
+        report_bad_rows(
+            path,
+            problems,
+            'Each line must be {"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]}.',
         )
     if not conversations:
         raise UserError(f"data.source: {path.name} has no rows. Add at least one conversation.")
     return conversations
+
+
+def report_bad_rows(path: Path, problems: list[str], expected: str) -> None:
+    """Raise one error listing the first bad rows by line number, and what a good row looks like."""
+    shown = "\n".join(f"  - {problem}" for problem in problems[:MAX_REPORTED_PROBLEMS])
+    more = len(problems) - MAX_REPORTED_PROBLEMS
+    raise UserError(
+        f"data.source: {path.name} has {len(problems)} bad row(s):\n{shown}"
+        + (f"\n  ... and {more} more" if more > 0 else "")
+        + f"\n{expected}"
+    )
 
 
 def _parse_line(line: str) -> tuple[Conversation, str | None]:
@@ -84,6 +93,8 @@ def _parse_line(line: str) -> tuple[Conversation, str | None]:
         row = json.loads(line, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
         return [], f"not valid JSON ({error})"
+    if isinstance(row, dict) and {"chosen", "rejected"} <= row.keys():
+        return [], "a preference row (prompt/chosen/rejected): train on it with method.objective dpo or reward"
     if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
         return [], 'expected an object with a "messages" list'
     messages = row["messages"]
@@ -127,10 +138,19 @@ def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
-def build_datasets(data: DataSection, seed: int):
-    """The train and (optional) validation `datasets.Dataset` in TRL's prompt/completion shape."""
+def load_rows(data: DataSection, objective: str = "sft") -> list[dict]:
+    """The rows a job trains on, checked: prompt/completion for sft, prompt/chosen/rejected otherwise."""
+    if objective == "sft":
+        return [to_prompt_completion(c) for c in load_conversations(data)]
+    from training.data.preferences import load_preferences
+
+    return load_preferences(data)
+
+
+def build_datasets(data: DataSection, seed: int, objective: str = "sft"):
+    """The train and (optional) validation `datasets.Dataset` in TRL's conversational shape."""
     from datasets import Dataset
 
-    rows = [to_prompt_completion(c) for c in load_conversations(data)]
+    rows = load_rows(data, objective)
     train, validation = split_rows(rows, data.validation_split, seed)
     return Dataset.from_list(train), (Dataset.from_list(validation) if validation else None)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from training.data.load import load_conversations, split_rows
+from training.data.preferences import load_preferences
 from training.errors import UserError
 from training.models import resolve_model
 from training.spec import JobSpec
@@ -19,7 +20,8 @@ from training.spec import JobSpec
 @dataclass(frozen=True)
 class RenderedExample:
     prompt: str  # seen by the model, not trained
-    completion: str  # seen and trained
+    completion: str  # seen and trained (for preference rows: the better answer)
+    rejected: str | None = None  # preference rows only: the worse answer, trained *against*
 
 
 @dataclass(frozen=True)
@@ -63,22 +65,46 @@ def load_tokenizer(spec: JobSpec, token: str | None = None):
 
 def render(tokenizer, conversation: list[dict[str, str]]) -> RenderedExample:
     prompt = tokenizer.apply_chat_template(conversation[:-1], tokenize=False, add_generation_prompt=True)
+    return RenderedExample(prompt=prompt, completion=_answer_after(tokenizer, prompt, conversation))
+
+
+def render_pair(tokenizer, row: dict) -> RenderedExample:
+    """A preference row: one prompt, then the better and the worse answer, each as the model reads it."""
+    prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    chosen = _answer_after(tokenizer, prompt, row["prompt"] + row["chosen"])
+    rejected = _answer_after(tokenizer, prompt, row["prompt"] + row["rejected"])
+    return RenderedExample(prompt=prompt, completion=chosen, rejected=rejected)
+
+
+def _answer_after(tokenizer, prompt: str, conversation: list[dict[str, str]]) -> str:
     full = tokenizer.apply_chat_template(conversation, tokenize=False)
-    completion = full[len(prompt) :] if full.startswith(prompt) else conversation[-1]["content"]
-    return RenderedExample(prompt=prompt, completion=completion)
+    return full[len(prompt) :] if full.startswith(prompt) else conversation[-1]["content"]
 
 
 def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> list[RenderedExample]:
     tokenizer = load_tokenizer(spec, token)
-    return [render(tokenizer, conversation) for conversation in load_conversations(spec.data)[:count]]
+    if spec.method.objective == "sft":
+        return [render(tokenizer, conversation) for conversation in load_conversations(spec.data)[:count]]
+    return [render_pair(tokenizer, row) for row in load_preferences(spec.data)[:count]]
+
+
+def sequences(spec: JobSpec) -> list[list[list[dict[str, str]]]]:
+    """Per row, the conversations the trainer reads: one for SFT, the better and the worse for pairs."""
+    if spec.method.objective == "sft":
+        return [[conversation] for conversation in load_conversations(spec.data)]
+    return [[row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]] for row in load_preferences(spec.data)]
 
 
 def summarize(spec: JobSpec, token: str | None = None) -> DataSummary:
     """Rows, tokens and optimizer steps for the GPU preview, counted with the model's tokenizer."""
     tokenizer = load_tokenizer(spec, token)
     hp = spec.hyperparameters
-    train, validation = split_rows(load_conversations(spec.data), spec.data.validation_split, hp.seed)
-    lengths = [len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in train]
+    train, validation = split_rows(sequences(spec), spec.data.validation_split, hp.seed)
+    row_lengths = [
+        [len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in row]
+        for row in train
+    ]
+    lengths = [n for row in row_lengths for n in row]
     # The Trainer's count: batches per epoch, divided by accumulation, at least one update
     steps_per_epoch = max(math.ceil(len(train) / hp.batch_size) // hp.gradient_accumulation, 1)
     steps = hp.max_steps or math.ceil(hp.epochs * steps_per_epoch)

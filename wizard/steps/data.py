@@ -14,7 +14,15 @@ from training.data import demo_names
 from training.errors import UserError
 from wizard.form import DEMO_NAME, MIX_GENERAL, SOURCE_DEMO, SOURCE_KIND, SOURCE_UPLOAD, UPLOADED_PATH, SpecForm
 
-PATHS = [SOURCE_KIND, DEMO_NAME, "data.assistant_name", "data.assistant_maker", MIX_GENERAL, "data.validation_split"]
+PATHS = [
+    "method.objective",
+    SOURCE_KIND,
+    DEMO_NAME,
+    "data.assistant_name",
+    "data.assistant_maker",
+    MIX_GENERAL,
+    "data.validation_split",
+]
 TASKS = ["Instruction / chat fine-tuning"]  # more tasks arrive with the datasets work
 PREVIEW_ROWS = 3
 
@@ -41,12 +49,21 @@ def keep_upload(temporary_path: str | None, uploads_dir: Path) -> str:
 
 def preview_html(examples) -> str:
     """Each example as the model sees it; the trained part is highlighted. Everything is escaped."""
-    blocks = [
-        f"<pre class='lathe-example'>{html.escape(example.prompt)}<mark>{html.escape(example.completion)}</mark></pre>"
-        for example in examples
-    ]
-    legend = "<p>Exactly what the model reads. <mark>Highlighted</mark> text is what it learns to write.</p>"
-    return legend + "".join(blocks)
+    blocks = []
+    for example in examples:
+        prompt, better = html.escape(example.prompt), html.escape(example.completion)
+        if example.rejected is None:
+            blocks.append(f"<pre class='lathe-example'>{prompt}<mark>{better}</mark></pre>")
+        else:
+            worse = html.escape(example.rejected)
+            blocks.append(
+                f"<pre class='lathe-example'>{prompt}<mark>{better}</mark></pre>"
+                f"<pre class='lathe-example lathe-rejected'>{prompt}<del>{worse}</del></pre>"
+            )
+    legend = "<p>Exactly what the model reads. <mark>Highlighted</mark> text is what it learns to write"
+    if any(example.rejected is not None for example in examples):
+        legend += "; <del>struck-through</del> text is the worse answer it learns to prefer less"
+    return legend + ".</p>" + "".join(blocks)
 
 
 def render_preview(form: SpecForm, values) -> str:
@@ -64,6 +81,7 @@ def render_preview(form: SpecForm, values) -> str:
 def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     gr.Markdown("### 2 · Dataset & task")
     gr.Dropdown(choices=TASKS, value=TASKS[0], label="Task", info="What the model should learn to do.")
+    form.field("method.objective")
     base_source = form.base.data.source
     is_demo = base_source.startswith("demo:")
     kind = form.extra(
@@ -77,7 +95,8 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             demos,
             label="Demo dataset",
             value=base_source.removeprefix("demo:") if is_demo else demos[0],
-            info="identity teaches the model a new name and maker; general is everyday Q&A.",
+            info="identity teaches the model a new name and maker; general is everyday Q&A; "
+            "preferences pairs a direct answer with an evasive one (for DPO and reward models).",
         ),
     )
     upload = gr.File(label="Your data (JSONL, one conversation per line)", file_types=[".jsonl"], type="filepath")

@@ -9,7 +9,7 @@ import gradio as gr
 from training.presets import model_catalog
 from wizard.form import SpecForm
 
-PATHS = ["name", "model.name_or_path"]
+PATHS = ["name", "model.name_or_path", "model.start_from_job"]
 
 
 @dataclass
@@ -53,6 +53,8 @@ def build(form: SpecForm) -> ModelStep:
     )
     model_info = gr.Markdown(describe_model(form.base.model.name_or_path))
     model.change(describe_model, inputs=model, outputs=model_info, api_visibility="private")
+    with gr.Accordion("Build on a finished job (e.g. DPO after SFT)", open=bool(form.base.model.start_from_job)):
+        form.field("model.start_from_job", placeholder="jobs/my-first-job-…")
     token = gr.Textbox(
         label="Hugging Face token",
         type="password",

@@ -1,0 +1,53 @@
+"""Use a finished reward model: score an answer to a prompt (higher = more like the preferred answers).
+
+The text is laid out exactly as RewardTrainer saw it during training: the prompt and the answer
+through the model's own chat template, read by the sequence-classification head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.errors import UserError
+from training.models import merge_adapters, starting_point
+from training.spec import load_spec
+
+
+class RewardScorer:
+    def __init__(self, job_dir: str | Path, token: str | None = None):
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        job_dir = Path(job_dir)
+        if not (job_dir / "spec.yaml").is_file():
+            raise UserError(f"{job_dir} is not a job folder (it has no spec.yaml).")
+        spec = load_spec(job_dir / "spec.yaml")
+        if spec.method.objective != "reward":
+            raise UserError(f"{job_dir.name} is a {spec.method.objective} job, not a reward model: use chat instead.")
+        adapter_dir, model_dir = job_dir / "adapter", job_dir / "model"
+        hub = {"revision": spec.model.revision, "token": token or False}
+        if model_dir.is_dir():  # a full fine-tune, or a merged copy
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), dtype=torch.float32)
+            self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        elif adapter_dir.is_dir():
+            reference, earlier = starting_point(spec)
+            base = AutoModelForSequenceClassification.from_pretrained(
+                reference, num_labels=1, dtype=torch.float32, **hub
+            )
+            self.model = PeftModel.from_pretrained(merge_adapters(base, earlier), str(adapter_dir)).merge_and_unload()
+            self.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+        else:
+            raise UserError(f"{job_dir} has no adapter/ or model/ folder yet. Has the job finished?")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.eval()
+
+    def score(self, prompt: str, answer: str) -> float:
+        import torch
+
+        conversation = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        inputs = self.tokenizer.apply_chat_template(conversation, return_dict=True, return_tensors="pt")
+        with torch.inference_mode():
+            return float(self.model(**inputs).logits[0, 0])
