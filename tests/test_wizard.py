@@ -10,7 +10,8 @@ from gradio_client import Client
 from training.jobs import JobManager
 from wizard.app import launch
 from wizard.form import SpecForm
-from wizard.monitor import eval_frame, loss_frame, progress_html, status_markdown
+from wizard.monitor import eval_frame, loss_frame, preference_frame, preference_plot, progress_html, status_markdown
+from wizard.steps.data import preview_html
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,28 @@ def test_the_run_view_draws_a_snapshot():
     assert list(loss_frame(snapshot)["loss"]) == [3.0, 2.5, 2.0]
     assert list(eval_frame(snapshot)["validation_loss"]) == [2.2]
     assert loss_frame(JobSnapshot(job_id="", job_dir="")).dtypes["loss"] == "float64"  # numeric axis from the start
+    assert preference_plot(snapshot).visible is False  # SFT jobs have no preference curves
+
+
+def test_a_preference_job_draws_margin_and_accuracy():
+    from training.jobs import JobSnapshot
+
+    snapshot = JobSnapshot(
+        job_id="j", job_dir="/j", reward_margin=((1, 0.0), (2, 0.3)), reward_accuracy=((1, 0.5), (2, 1.0))
+    )
+    plot = preference_plot(snapshot)
+    assert plot.visible is True
+    frame = preference_frame(snapshot)
+    assert sorted(set(frame["metric"])) == ["accuracy (better answer scored higher)", "reward margin"]
+    assert list(frame[frame["metric"] == "reward margin"]["value"]) == [0.0, 0.3]
+
+
+def test_preference_rows_preview_with_the_worse_answer_struck_through():
+    from training.data.preview import RenderedExample
+
+    page = preview_html([RenderedExample(prompt="<q>", completion="good", rejected="bad")])
+    assert "<mark>good</mark>" in page and "<del>bad</del>" in page and "&lt;q&gt;" in page
+    assert "<del>" not in preview_html([RenderedExample(prompt="q", completion="a")]).split("</p>", 1)[1]
 
 
 def test_the_form_builds_the_spec_and_places_each_problem_under_its_field():
