@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.engine import COMPLETE_MARKER, run_job, to_lora_config, to_sft_config
+from training.checkpoints import COMPLETE_MARKER
+from training.engine import run_job, to_lora_config, to_sft_config
 from training.events import Finished, Progress, Status
 from training.hardware import Plan, wants_gradient_checkpointing
 from training.spec import JobSpec
@@ -151,16 +152,20 @@ def test_scoring_only_labelled_positions_changes_nothing_but_speed(tiny_model_di
 
 
 def test_resume_continues_exactly_where_the_stopped_run_left_off(tiny_spec, tmp_path):
-    from training.engine import latest_complete_checkpoint
+    from training.checkpoints import latest_complete_checkpoint
 
-    spec = tiny_spec.with_overrides({"hyperparameters.max_steps": 6})
+    # 16 rows at batch 4: 4 steps an epoch, so the stop lands in the second epoch, whose order a
+    # resumed run must reproduce too (length-grouped batches did not, before reproducible_length_grouping)
+    spec = tiny_spec.with_overrides({"hyperparameters.max_steps": 12, "data.max_rows": 8})
     straight = []
     run_job(spec, tmp_path / "straight", straight.append, lambda: False)
 
     events = []
-    run_job(spec, tmp_path / "resumed", events.append, lambda: any(isinstance(e, Progress) for e in events))
+    run_job(
+        spec, tmp_path / "resumed", events.append, lambda: any(isinstance(e, Progress) and e.step >= 6 for e in events)
+    )
     stopped_at = max(e.step for e in events if isinstance(e, Progress))
-    assert stopped_at < 6 and latest_complete_checkpoint(tmp_path / "resumed").name == f"checkpoint-{stopped_at}"
+    assert 4 < stopped_at < 8 and latest_complete_checkpoint(tmp_path / "resumed").name == f"checkpoint-{stopped_at}"
     (tmp_path / "resumed" / "checkpoints" / "checkpoint-9").mkdir()  # a torn save: no COMPLETE marker
     assert latest_complete_checkpoint(tmp_path / "resumed").name == f"checkpoint-{stopped_at}"
     resumed = []
@@ -168,7 +173,7 @@ def test_resume_continues_exactly_where_the_stopped_run_left_off(tiny_spec, tmp_
 
     after = [e for e in resumed if isinstance(e, Progress)]
     before = {e.step: e for e in straight if isinstance(e, Progress)}
-    assert [e.step for e in after] == list(range(stopped_at + 1, 7))  # optimizer, scheduler, data position back
+    assert [e.step for e in after] == list(range(stopped_at + 1, 13))  # optimizer, scheduler, data position back
     for event in after:
         assert event.learning_rate == pytest.approx(before[event.step].learning_rate)
         assert event.loss == pytest.approx(before[event.step].loss, rel=1e-4)

@@ -1,12 +1,14 @@
 """The worker process under the JobManager: start, events, stop, failures, a killed worker."""
 
+import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from helpers import wait_for
 
-from training.jobs import JobManager, JobSnapshot, apply_event
+from training.jobs import JobManager, JobSnapshot, apply_event, worker_alive
 from training.worker import read_status
 
 TIMEOUT = 180
@@ -47,9 +49,15 @@ def test_stop_ends_the_worker_cooperatively(tiny_spec, tmp_path):
     manager = JobManager(tmp_path)
     job_id = manager.start(tiny_spec.with_overrides({"hyperparameters.max_steps": 100000}))
     assert wait_for(lambda: manager.snapshot(job_id).step >= 2)
+    asked = time.time()
     manager.stop(job_id)
     snapshot = manager.wait(job_id, timeout=60)
     assert snapshot.state == "stopped"
+    events = [json.loads(line) for line in (Path(snapshot.job_dir) / "events.jsonl").read_text().splitlines()]
+    steps_after = [e["step"] for e in events if e["type"] == "progress" and e["time"] > asked]
+    assert len(steps_after) <= 1  # the step in flight finishes, then it saves and goes
+    status = read_status(Path(snapshot.job_dir))
+    assert not worker_alive(status["pid"], status["process_started"])
     assert (Path(snapshot.job_dir) / "adapter" / "adapter_config.json").is_file()
     assert read_status(Path(snapshot.job_dir))["state"] == "stopped"
 
@@ -73,7 +81,9 @@ def test_a_killed_worker_becomes_a_failed_job_with_a_reason(tiny_spec, tmp_path)
     pid = read_status(Path(manager.snapshot(job_id).job_dir))["pid"]
     os.kill(pid, signal.SIGKILL)
     snapshot = manager.wait(job_id, timeout=30)
-    assert snapshot.state == "failed" and "killed by signal 9" in snapshot.message
+    assert snapshot.state == "failed" and "killed (signal 9)" in snapshot.message
+    assert "out of memory" in snapshot.message and "smaller batch size" in snapshot.hint
+    assert "Resume continues from" in snapshot.hint  # from step N, or from the beginning before the first save
     assert read_status(Path(snapshot.job_dir))["state"] == "failed"
 
 

@@ -24,8 +24,10 @@ from transformers import (
     BitsAndBytesConfig,
     TrainerCallback,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
+from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
@@ -34,7 +36,6 @@ from training.models import merge_adapters, starting_point
 from training.spec import JobSpec
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-COMPLETE_MARKER = "COMPLETE"  # written last into a checkpoint folder, so a torn save is never resumed
 
 
 def to_lora_config(spec: JobSpec):
@@ -90,7 +91,7 @@ def training_arguments(spec: JobSpec, plan: Plan, output_dir: Path, gradient_che
         eval_steps=evaluate["steps"],
         save_strategy=save["strategy"],
         save_steps=save["steps"],
-        save_total_limit=spec.output.save_total_limit,
+        save_total_limit=None,  # we prune after marking a save complete (training/checkpoints.py says why)
         report_to=["tensorboard"],
         disable_tqdm=True,  # progress reaches people as events; tqdm bars only clutter worker.log
         dataloader_num_workers=0,
@@ -161,7 +162,7 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         score_only_labelled_positions()
     unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
-    return TRAINER_FOR[objective](
+    trainer = TRAINER_FOR[objective](
         model=model,
         args=CONFIG_FOR[objective](spec, plan, output_dir, checkpointing, eval_data is not None),
         train_dataset=train_data,
@@ -170,6 +171,34 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         peft_config=to_lora_config(spec),
         callbacks=callbacks,
     )
+    reproducible_length_grouping(trainer, spec.hyperparameters.seed)
+    return trainer
+
+
+def reproducible_length_grouping(trainer, seed: int) -> None:
+    """Make length-grouped batches come in the same order after a resume.
+
+    transformers (5.23) builds the training LengthGroupedSampler without a generator, so each
+    epoch's order comes from the global RNG at the moment the epoch starts, which a resumed run
+    does not reproduce: after a resume in the second epoch the losses differed by up to 28% from
+    the uninterrupted run (tests/test_kill_resume.py). The Trainer calls `set_epoch` on the
+    sampler at every epoch start, resumed or not; we give the sampler one that seeds its own
+    generator with (seed, epoch). Remove once transformers seeds it.
+    """
+    make_sampler = trainer._get_train_sampler
+
+    def seeded_sampler(*args, **kwargs):
+        sampler = make_sampler(*args, **kwargs)
+        if isinstance(sampler, LengthGroupedSampler):
+
+            def set_epoch(epoch: int) -> None:
+                sampler.generator = torch.Generator().manual_seed(seed + epoch)
+
+            sampler.set_epoch = set_epoch
+            set_epoch(0)
+        return sampler
+
+    trainer._get_train_sampler = seeded_sampler
 
 
 def unpack_4bit_inference_layout(model) -> int:
@@ -203,8 +232,8 @@ def qlora_compute_dtype(spec: JobSpec, plan: Plan) -> str:
 class EventCallback(TrainerCallback):
     """Turns Trainer callbacks into our events and asks for a cooperative stop at step boundaries."""
 
-    def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool]):
-        self.emit, self.should_stop = emit, should_stop
+    def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool], keep_checkpoints: int = 2):
+        self.emit, self.should_stop, self.keep_checkpoints = emit, should_stop, keep_checkpoints
         self.started = self.last_time = time.monotonic()
         self.last_tokens = 0
         self.stopped_early = False
@@ -256,7 +285,7 @@ class EventCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+            mark_complete(folder, keep=self.keep_checkpoints)
         self.emit(Log(message=f"checkpoint saved at step {state.global_step}"))
 
 
@@ -282,12 +311,6 @@ def score_only_labelled_positions() -> None:
 
     compact_on_cpu.lathe_patched = True
     trl_utils._use_triton = compact_on_cpu
-
-
-def latest_complete_checkpoint(job_dir: Path) -> Path | None:
-    """The newest checkpoint whose save finished (its COMPLETE marker is written last), or None."""
-    complete = [p.parent for p in (Path(job_dir) / "checkpoints").glob(f"checkpoint-*/{COMPLETE_MARKER}")]
-    return max(complete, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
 
 
 def run_job(
@@ -324,9 +347,11 @@ def run_job(
 
     # TensorBoard files go into the job folder, beside our own event log
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
-    callback = EventCallback(emit, should_stop)
+    callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
     trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
+    if resume and (torn := remove_torn(job_dir)):
+        emit(Log(message=f"removed half-written checkpoints from the interrupted run: {', '.join(torn)}"))
     if resume and checkpoint is None:
         emit(Log(message="no complete checkpoint to resume from: starting from the beginning"))
     elif checkpoint is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from training.checkpoints import latest_complete_checkpoint, step_of
 from training.errors import UserError
 from training.events import parse_event
 from training.spec import JobSpec
@@ -107,6 +108,27 @@ def _append(series: tuple, step: int, value: float | None) -> tuple:
     # A resumed run repeats the steps after its checkpoint: the new points replace the old ones
     kept = tuple(point for point in series if point[0] < step)
     return kept if value is None else kept + ((step, float(value)),)
+
+
+def died_message(code: int) -> str:
+    """Why a worker ended without a word, in plain terms."""
+    if code == -signal.SIGKILL:
+        return (
+            "The training process was killed (signal 9) before finishing. The usual cause is the machine "
+            "running out of memory (the system's out-of-memory killer), or someone ending the process."
+        )
+    if code < 0:
+        return f"The training process was ended by signal {-code} before finishing."
+    return f"The training process exited with code {code} before finishing; it may have crashed (a GPU fault?)."
+
+
+def resume_hint(job_dir: Path) -> str:
+    checkpoint = latest_complete_checkpoint(job_dir)
+    where = f"from step {step_of(checkpoint)}" if checkpoint else "from the beginning (no checkpoint was saved yet)"
+    return (
+        f"Resume continues {where}. If memory ran out, try a smaller batch size with more gradient accumulation, "
+        "a shorter context length, gradient checkpointing on, or QLoRA. Details are in worker.log."
+    )
 
 
 class _AttachedWorker:
@@ -336,9 +358,7 @@ class JobManager:
         snapshot = job.snapshot
         if snapshot.state not in FINAL_STATES:
             # The worker died without a word: killed, or crashed hard (segfault, OOM killer).
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            state, message = "failed", f"The training process {how} before finishing."
-            hint = "If memory ran out, try a smaller batch or shorter context. Details are in worker.log."
+            state, message, hint = "failed", died_message(code), resume_hint(Path(snapshot.job_dir))
             if isinstance(job.process, _AttachedWorker):
                 state, message, hint = "interrupted", INTERRUPTED, ""
             snapshot = replace(snapshot, state=state, phase="done", message=message, hint=hint)
