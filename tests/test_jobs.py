@@ -6,8 +6,10 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from helpers import wait_for
 
+from training.errors import UserError
 from training.jobs import JobManager, JobSnapshot, apply_event, worker_alive
 from training.worker import read_status
 
@@ -100,6 +102,9 @@ def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_stopped(tiny_spec, tmp
         2,
     )
     assert not (tmp_path / second / "events.jsonl").exists()  # no worker was started for it
+    with pytest.raises(UserError, match=f"{first} is already training"):  # the person chose "tell me" instead
+        manager.start(tiny_spec.with_overrides({"name": "refused"}), queue=False)
+    assert not any(name.startswith("refused") for name in manager.list_jobs())
     manager.stop(third)
     assert manager.wait(third, timeout=10).state == "stopped"
     manager.stop(first)

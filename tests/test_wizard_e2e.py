@@ -65,6 +65,13 @@ def test_launch_watch_stop_finish_and_chat(app):
     assert wait_for(lambda: step_of(client, long_id)[0] >= 2, timeout=300, interval=1.0), step_of(client, long_id)
     pid = read_status(jobs_dir / long_id)["pid"]
     assert CANARY not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    # A second Launch while it trains, with "queue it" unticked, is refused with the reason
+    refused = form_values(
+        client, "/launch", **{"Job name": "refused", "If another job is training, queue this one": False}
+    )
+    message, _ = client.predict(*refused, api_name="/launch")
+    assert f"{long_id} is already training" in message
+    assert not any(p.name.startswith("refused") for p in jobs_dir.iterdir())
     client.predict(long_id, api_name="/stop_job")
     assert wait_for(lambda: "stopped" in step_of(client, long_id)[1], timeout=120, interval=1.0), step_of(
         client, long_id

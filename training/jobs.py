@@ -209,8 +209,23 @@ class JobManager:
             path = self.jobs_dir / f"{spec.name}-{stamp}-{n}"
         return path
 
-    def start(self, spec: JobSpec, secrets: dict[str, str] | None = None, job_dir: str | Path | None = None) -> str:
-        """Write the job folder and queue the job; its supervisor thread starts the worker when it is its turn."""
+    def start(
+        self,
+        spec: JobSpec,
+        secrets: dict[str, str] | None = None,
+        job_dir: str | Path | None = None,
+        queue: bool = True,
+    ) -> str:
+        """Write the job folder and queue the job; its supervisor thread starts the worker when it is its turn.
+
+        With `queue=False` a job that would have to wait is refused instead (nothing is written).
+        """
+        busy = self.busy_jobs()
+        if busy and not queue:
+            raise UserError(
+                f"{busy[0]} is already training, so this job would wait in the queue. Wait for it, stop it, "
+                "or choose to queue this one."
+            )
         job_dir = Path(job_dir).resolve() if job_dir else self.new_job_dir(spec)
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "spec.yaml").write_text(spec.to_yaml())  # the spec holds no secrets by design
@@ -252,6 +267,12 @@ class JobManager:
         running = [j for j in others if j.process is not None]
         queued_earlier = [j for j in others if j.process is None and j.order < job.order]
         return len(running) < self.max_running and not queued_earlier
+
+    def busy_jobs(self) -> list[str]:
+        """Jobs running or waiting in this app, oldest first."""
+        with self._lock:
+            jobs = sorted((j for j in self._jobs.values() if not j.done.is_set()), key=lambda j: j.order)
+        return [j.snapshot.job_id for j in jobs]
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to run, 2 for the one after it...; None when the job is not waiting."""

@@ -50,6 +50,11 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                             back_4, next_4 = gr.Button("Back"), gr.Button("Next", variant="primary")
                     with gr.Step("Launch & monitor", id=STEP_LAUNCH):
                         launch_button = gr.Button("Launch", variant="primary")
+                        queue_if_busy = gr.Checkbox(
+                            True,
+                            label="If another job is training, queue this one",
+                            info="One job trains at a time. Untick to be told instead of waiting.",
+                        )
                         launch_problems = gr.Markdown()
                         run_view = monitor.build(manager)
                         back_5 = gr.Button("Back")
@@ -131,7 +136,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             api_name="gpu_preview",
         )
 
-        def launch(secret, *values):
+        def launch(secret, queue, *values):
             from training.preflight import preflight_problems
 
             spec, problems = form.build(values)
@@ -139,11 +144,17 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             problems = problems or preflight_problems(spec, manager.jobs_dir)
             if problems:
                 return problems_markdown(problems), gr.update()
-            job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None)
+            try:
+                job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None, queue=queue)
+            except UserError as error:
+                return f"⚠ {error}", gr.update()
             return f"Launched **{job_id}**.", gr.update(choices=manager.list_jobs(), value=job_id)
 
         launch_button.click(
-            launch, inputs=[token, *form.inputs], outputs=[launch_problems, run_view.job], api_name="launch"
+            launch,
+            inputs=[token, queue_if_busy, *form.inputs],
+            outputs=[launch_problems, run_view.job],
+            api_name="launch",
         )
 
         def resume(secret, job_id):
