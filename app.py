@@ -4,6 +4,7 @@
     python app.py train SPEC.yaml          run a job headless, with a progress line
     python app.py chat JOB_DIR             talk to a finished job (--prompt for one answer)
     python app.py score JOB_DIR --prompt P --answer A   score an answer with a finished reward model
+    python app.py check-data FILE [--task T --model M]  check a dataset before training (exit 1 if unusable)
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -57,6 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("job_dir", help="The reward job's folder.")
     score.add_argument("--prompt", required=True, help="The question or request.")
     score.add_argument("--answer", action="append", required=True, help="An answer to score (repeatable).")
+
+    check = commands.add_parser(
+        "check-data", help="Check a dataset: format, problems, token lengths (exit 1 if unusable)."
+    )
+    check.add_argument(
+        "source", help="A data file (JSONL, JSON, CSV, TSV, Parquet, TXT) or a demo such as demo:identity."
+    )
+    check.add_argument(
+        "--task", default="auto", help="chat, classification, summarization, qa, language_modeling, preference."
+    )
+    check.add_argument("--format", default="auto", help="Force a format instead of detecting it.")
+    check.add_argument("--model", default=None, help="Model whose tokenizer counts tokens (default: the embedded one).")
+    check.add_argument("--context-length", type=int, default=None, help="Context length to check rows against.")
+    check.add_argument(
+        "--map", action="append", default=[], metavar="ROLE=COLUMN", help="Map a column, e.g. text=review."
+    )
+    check.add_argument("--objective", default=None, help="sft, dpo or reward (default: follows the task).")
     return parser
 
 
@@ -71,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_chat(args)
         if args.command == "score":
             return command_score(args)
+        if args.command == "check-data":
+            return command_check_data(args)
         return command_serve(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -197,6 +217,42 @@ def command_score(args) -> int:
     for answer in args.answer:
         print(f"{scorer.score(args.prompt, answer):+.3f}  {answer}")
     return 0
+
+
+def command_check_data(args) -> int:
+    from training.data.check import check_data
+    from training.spec import JobSpec
+
+    field_map = {}
+    for pair in args.map:
+        role, sep, column = pair.partition("=")
+        if not sep:
+            raise UserError(f"--map {pair!r}: write it as ROLE=COLUMN, e.g. --map text=review.")
+        field_map[role.strip()] = column.strip()
+    objective = args.objective or ("dpo" if args.task == "preference" else "sft")
+    overrides = {
+        "data.source": args.source,
+        "data.mix_in": [],
+        "data.task": args.task,
+        "data.format": args.format,
+        "data.field_map": field_map,
+        "method.objective": objective,
+    }
+    if args.model:
+        overrides["model.name_or_path"] = args.model
+    if args.context_length:
+        overrides["hyperparameters.context_length"] = args.context_length
+    spec = JobSpec().with_overrides(overrides)
+    if spec.data.format == "auto" and args.task == "auto":
+        # A preference file checked without --task: let the rows say what they are
+        from training.data.load import load_source
+
+        first = load_source(spec.data, spec.data.source)
+        if first.detected and first.detected.format and first.detected.format.task == "preference":
+            spec = spec.with_overrides({"method.objective": args.objective or "dpo"})
+    report = check_data(spec, token=os.environ.get("HF_TOKEN"))
+    print(report.to_text())
+    return 0 if report.usable else 1
 
 
 def command_serve(args) -> int:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from training.data.load import build_datasets, load_conversations, read_source, split_rows, to_prompt_completion
+from training.data.load import build_datasets, load_conversations, load_rows, load_source, split_rows
 from training.errors import UserError
 from training.spec import DataSection
 
@@ -28,7 +28,7 @@ def test_identity_demo_has_80_varied_questions_with_the_job_names_filled_in():
 def test_general_demo_loads_and_mixes_in():
     alone = load_conversations(DataSection(source="demo:identity"))
     mixed = load_conversations(DataSection(source="demo:identity", mix_in=["demo:general"]))
-    assert len(mixed) - len(alone) == len(read_source("demo:general")) >= 30
+    assert len(mixed) - len(alone) == load_source(DataSection(), "demo:general").rows_read >= 30
 
 
 def test_placeholders_are_only_filled_in_demo_data(tmp_path):
@@ -37,7 +37,7 @@ def test_placeholders_are_only_filled_in_demo_data(tmp_path):
 
 
 def test_unknown_demo_lists_the_choices():
-    with pytest.raises(UserError, match="no demo called 'nope'. Choose one of: general, identity"):
+    with pytest.raises(UserError, match="no demo called 'nope'. Choose one of: general, identity, preferences"):
         load_conversations(DataSection(source="demo:nope"))
 
 
@@ -62,16 +62,23 @@ def test_every_bad_row_is_reported_with_its_line_number(tmp_path):
     with pytest.raises(UserError) as caught:
         load_conversations(DataSection(source=path))
     text = str(caught.value)
-    assert "6 bad row(s)" in text
-    for line in (2, 3, 4, 5, 6, 7):
-        assert f"line {line}:" in text
+    assert "6 problem(s)" in text
+    for line, rule in (
+        (2, "json.invalid"),
+        (3, "row.missing_field"),
+        (4, "chat.no_assistant"),
+        (5, "chat.bad_role"),
+        (6, "chat.empty_turn"),
+        (7, "json.invalid"),
+    ):
+        assert f"[{rule}] line {line}:" in text
     assert "line 1:" not in text
 
 
 def test_empty_file_is_refused(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n\n")
-    with pytest.raises(UserError, match="has no rows"):
+    with pytest.raises(UserError, match=r"\[file.empty\] file: empty.jsonl is empty"):
         load_conversations(DataSection(source=str(path)))
 
 
@@ -81,13 +88,14 @@ def test_a_byte_order_mark_is_harmless(tmp_path):
     assert len(load_conversations(DataSection(source=str(path)))) == 1
 
 
-def test_rows_become_prompt_and_completion_so_only_the_answer_is_trained():
+def test_rows_become_prompt_and_completion_so_only_the_answer_is_trained(tmp_path):
     conversation = [
         {"role": "system", "content": "s"},
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": "a"},
     ]
-    row = to_prompt_completion(conversation)
+    path = write_jsonl(tmp_path / "one.jsonl", [{"messages": conversation}])
+    (row,) = load_rows(DataSection(source=path))
     assert row["prompt"] == conversation[:2] and row["completion"] == conversation[2:]
 
 

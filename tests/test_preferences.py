@@ -7,7 +7,7 @@ import json
 import pytest
 
 from training.chat import ChatSession
-from training.data.preferences import load_preferences, read_preferences
+from training.data.load import load_rows
 from training.data.preview import render_examples, summarize
 from training.engine import run_job
 from training.errors import UserError
@@ -36,13 +36,28 @@ def test_preference_rows_take_text_or_messages(tmp_path):
             },
         ],
     )
-    first, second = read_preferences(source)
+    first, second = load_rows(DataSection(source=source), "dpo")
     assert first == {
         "prompt": [{"role": "user", "content": "Hi?"}],
         "chosen": [{"role": "assistant", "content": "Hello!"}],
         "rejected": [{"role": "assistant", "content": "Well, as an AI..."}],
     }
     assert second["prompt"][0]["role"] == "system" and second["chosen"][0]["content"] == "4."
+
+
+def test_an_implicit_prompt_is_the_shared_start_of_both_conversations(tmp_path):
+    user = {"role": "user", "content": "Name a colour."}
+    source = write_rows(
+        tmp_path / "implicit.jsonl",
+        [
+            {
+                "chosen": [user, {"role": "assistant", "content": "Blue."}],
+                "rejected": [user, {"role": "assistant", "content": "I cannot say."}],
+            }
+        ],
+    )
+    (row,) = load_rows(DataSection(source=source), "reward")
+    assert row["prompt"] == [user] and row["chosen"][0]["content"] == "Blue."
 
 
 def test_every_bad_preference_row_is_named_by_line(tmp_path):
@@ -58,30 +73,29 @@ def test_every_bad_preference_row_is_named_by_line(tmp_path):
         ],
     )
     with pytest.raises(UserError) as error:
-        read_preferences(source)
+        load_rows(DataSection(source=source), "dpo")
     text = str(error.value)
-    assert "5 bad row(s)" in text and "data.source" in text
+    assert "5 problem(s)" in text and "data.source" in text
     for expected in (
-        "line 2: expected prompt, chosen and rejected",
-        "line 3: chosen and rejected are the same",
-        "line 4: not valid JSON",
-        "line 5: prompt must be",
-        "line 6: chosen and rejected must be",
+        "[row.missing_field] line 2",
+        "[preference.same_answers] line 3",
+        "[json.invalid] line 4",
+        "[row.empty_value] line 5",
+        "[preference.bad_answer] line 6",
     ):
         assert expected in text
-    assert "demo:preferences" in text  # points at an example of the right shape
 
 
 def test_the_wrong_kind_of_rows_for_the_objective_says_which_objective_fits(tmp_path):
     dpo_on_chat_rows = JobSpec().with_overrides({"method.objective": "dpo", "data.mix_in": []})
     problems = dict(preflight_problems(dpo_on_chat_rows))
-    assert "expected prompt, chosen and rejected" in problems["data.source"]
+    assert "dpo needs preference rows" in problems["data.source"]
     sft_on_pairs = JobSpec().with_overrides({"data.source": "demo:preferences", "data.mix_in": []})
-    assert "train on it with method.objective dpo or reward" in dict(preflight_problems(sft_on_pairs))["data.source"]
+    assert "Train on them with method.objective dpo or reward" in dict(preflight_problems(sft_on_pairs))["data.source"]
 
 
 def test_the_demo_has_80_distinct_pairs():
-    rows = load_preferences(DataSection(source="demo:preferences"))
+    rows = load_rows(DataSection(source="demo:preferences"), "dpo")
     assert len(rows) == 80
     assert len({row["prompt"][0]["content"] for row in rows}) == 80
     assert all(row["chosen"] != row["rejected"] for row in rows)
@@ -89,7 +103,7 @@ def test_the_demo_has_80_distinct_pairs():
 
 def test_preview_shows_both_answers_and_counts_both(embedded_model_dir):
     spec = example_jobs()["dpo-demo"].with_overrides({"model.name_or_path": str(embedded_model_dir)})
-    example, row = render_examples(spec, count=1)[0], load_preferences(spec.data)[0]
+    example, row = render_examples(spec, count=1)[0], load_rows(spec.data, "dpo")[0]
     assert example.prompt.endswith("<|im_start|>assistant\n") and row["prompt"][0]["content"] in example.prompt
     assert example.completion == row["chosen"][0]["content"] + "<|im_end|>\n"
     assert example.rejected == row["rejected"][0]["content"] + "<|im_end|>\n"
@@ -161,7 +175,7 @@ def test_reward_demo_learns_to_score_the_better_answer_higher(embedded_model_dir
     assert all(e.reward_accuracy is not None for e in progress)
     (tmp_path / "spec.yaml").write_text(spec.to_yaml())  # as JobManager.start writes it
     scorer = RewardScorer(tmp_path)
-    rows = load_preferences(DataSection(source="demo:preferences", max_rows=16))
+    rows = load_rows(DataSection(source="demo:preferences", max_rows=16), "reward")
     better = sum(
         scorer.score(row["prompt"][-1]["content"], row["chosen"][0]["content"])
         > scorer.score(row["prompt"][-1]["content"], row["rejected"][0]["content"])

@@ -44,8 +44,8 @@ class DataSection(_Section):
     source: str = Field(
         "demo:identity",
         min_length=1,
-        description="Training data: a bundled demo (demo:identity, demo:general, demo:preferences) or a JSONL file: "
-        "chat rows for sft, prompt/chosen/rejected rows for dpo and reward.",
+        description="Training data: a bundled demo (demo:identity, demo:general, demo:preferences) or a file "
+        "(JSONL, JSON, CSV, TSV, Parquet, TXT): chat/instruction/QA/... rows for sft, prompt/chosen/rejected for dpo.",
     )
     mix_in: list[str] = Field(
         [],
@@ -62,6 +62,24 @@ class DataSection(_Section):
         "Lathe Labs", min_length=1, max_length=60, description="Maker the demo identity data teaches the model to name."
     )
     max_rows: int | None = Field(None, ge=1, description="Use only the first N rows (handy for a quick try).")
+    format: Literal[
+        "auto",
+        "chat",
+        "sharegpt",
+        "alpaca",
+        "prompt_completion",
+        "preference",
+        "qa",
+        "summarization",
+        "classification",
+        "text",
+    ] = Field("auto", description="How the rows are laid out; auto detects it from the column names.")
+    task: Literal["auto", "chat", "classification", "summarization", "qa", "language_modeling", "preference"] = Field(
+        "auto", description="What the model learns; auto follows the format (e.g. text/label -> classification)."
+    )
+    field_map: dict[str, str] = Field(
+        {}, description="Which column plays which role when the names differ, e.g. {text: review, label: sentiment}."
+    )
 
 
 LORA_TARGET_PRESETS = ("all-linear", "attention")

@@ -1,25 +1,28 @@
-"""Read chat-format rows (bundled demos or a JSONL file), check them, and shape them for TRL.
+"""From `data.source` (a demo or a file) to checked training examples in TRL's conversational shape.
 
-Rows become *conversational prompt/completion* pairs: the prompt is every message before the
-last assistant turn, the completion is that turn. TRL then applies the model's own chat template
-and computes the loss on the completion only. We do it this way because TRL's
-`assistant_only_loss` needs `{% generation %}` markers that most chat templates (SmolLM2's
-included) lack, while prompt/completion masking works with every template.
+Reading (`read.py`) and format detection (`formats.py`) collect every problem with a rule id and
+a location; here the sources are combined, the task is matched to the training objective, and
+any error stops the job before a model is loaded. Chat-like rows become prompt/completion pairs,
+so only the answer is trained: TRL's `assistant_only_loss` needs `{% generation %}` markers that
+most chat templates (SmolLM2's included) lack, while prompt/completion masking works with all.
 """
 
 from __future__ import annotations
 
-import json
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from training.data.formats import TASKS, Detected, detect, to_examples
+from training.data.read import Problem, read_rows
 from training.errors import UserError
 from training.presets import PRESETS_DIR
 from training.spec import DEMO_PREFIX, DataSection
 
 DEMO_DIR = PRESETS_DIR / "data"
-ROLES = {"system", "user", "assistant"}
 MAX_REPORTED_PROBLEMS = 10
+PREFERENCE_OBJECTIVES = ("dpo", "reward")
 
 Conversation = list[dict[str, str]]
 
@@ -40,91 +43,125 @@ def source_path(source: str) -> Path:
     return path
 
 
-def load_conversations(data: DataSection) -> list[Conversation]:
-    """Every conversation of the main source and the mixed-in ones, checked."""
-    conversations = []
-    for source in [data.source, *data.mix_in]:
-        rows = read_source(source, data.max_rows)
-        if source.startswith(DEMO_PREFIX):
-            rows = [_fill_placeholders(c, data.assistant_name, data.assistant_maker) for c in rows]
-        conversations.extend(rows)
-    return conversations
+@dataclass
+class Loaded:
+    """One source, read and mapped: its examples (with locations) and everything found wrong."""
+
+    source: str
+    rows_read: int = 0
+    detected: Detected | None = None
+    task: str | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
 
 
-def read_source(source: str, max_rows: int | None = None) -> list[Conversation]:
-    """One source's conversations; all bad rows are reported together with their line numbers."""
+def load_source(data: DataSection, source: str, main: bool = True) -> Loaded:
+    """Read, detect and map one source; never raises for bad content (a missing file still raises)."""
     path = source_path(source)
-    conversations, problems = [], []
-    with path.open(encoding="utf-8-sig") as lines:  # utf-8-sig: a BOM from Windows editors is harmless
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            conversation, problem = _parse_line(line)
-            if problem:
-                problems.append(f"line {number}: {problem}")
-            else:
-                conversations.append(conversation)
-            if max_rows and len(conversations) >= max_rows:
-                break
-    if problems:
-        report_bad_rows(
-            path,
-            problems,
-            'Each line must be {"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]}.',
+    read = read_rows(path, data.max_rows)
+    rows = read.rows
+    if source.startswith(DEMO_PREFIX):
+        rows = [(where, _fill_placeholders(row, data.assistant_name, data.assistant_maker)) for where, row in rows]
+    loaded = Loaded(source=source, rows_read=len(rows), problems=list(read.problems))
+    if not rows:
+        return loaded
+    # The format and field map are the person's choice for their main file; mixed-in demos are detected
+    detected = detect(rows, data.format if main else "auto", data.field_map if main else {})
+    loaded.detected, loaded.problems = detected, loaded.problems + detected.problems
+    if detected.format is None:
+        return loaded
+    task = data.task if main and data.task != "auto" else detected.format.task
+    if task != detected.format.task and not (task == "language_modeling" and detected.format.task == "chat"):
+        loaded.problems.append(
+            Problem(
+                "task.format_mismatch",
+                "file",
+                f"the task {TASKS[task]!r} does not fit {detected.format.label}.",
+                f"Choose the task {TASKS[detected.format.task]!r}, or data with the right columns.",
+            )
         )
-    if not conversations:
-        raise UserError(f"data.source: {path.name} has no rows. Add at least one conversation.")
-    return conversations
+        return loaded
+    mapped = to_examples(rows, detected, task)
+    loaded.task, loaded.examples, loaded.locations = task, mapped.examples, mapped.locations
+    loaded.problems += mapped.problems
+    loaded.labels = mapped.labels
+    return loaded
 
 
-def report_bad_rows(path: Path, problems: list[str], expected: str) -> None:
-    """Raise one error listing the first bad rows by line number, and what a good row looks like."""
-    shown = "\n".join(f"  - {problem}" for problem in problems[:MAX_REPORTED_PROBLEMS])
-    more = len(problems) - MAX_REPORTED_PROBLEMS
-    raise UserError(
-        f"data.source: {path.name} has {len(problems)} bad row(s):\n{shown}"
-        + (f"\n  ... and {more} more" if more > 0 else "")
-        + f"\n{expected}"
-    )
+def load_sources(data: DataSection, objective: str = "sft") -> list[Loaded]:
+    """Every source of the spec, loaded, plus the checks that span them (task vs objective, mixing)."""
+    sources = [load_source(data, data.source)] + [load_source(data, s, main=False) for s in data.mix_in]
+    main = sources[0]
+    if main.task == "preference" and objective not in PREFERENCE_OBJECTIVES:
+        main.problems.append(
+            Problem(
+                "task.objective",
+                "file",
+                "these are preference rows (prompt/chosen/rejected).",
+                "Train on them with method.objective dpo or reward.",
+            )
+        )
+    elif main.task and main.task != "preference" and objective in PREFERENCE_OBJECTIVES:
+        main.problems.append(
+            Problem(
+                "task.objective",
+                "file",
+                f"{objective} needs preference rows: prompt, chosen and rejected (found {main.detected.format.label}).",
+                "Use preference data (demo:preferences is an example).",
+            )
+        )
+    for extra in sources[1:]:
+        if extra.task and main.task and (extra.task == "language_modeling") != (main.task == "language_modeling"):
+            extra.problems.append(
+                Problem(
+                    "task.mixed",
+                    "file",
+                    f"{extra.source} is {TASKS[extra.task]!r} data but the main source is {TASKS[main.task]!r}.",
+                    "Mix in only sources of the same kind.",
+                )
+            )
+    return sources
 
 
-def _parse_line(line: str) -> tuple[Conversation, str | None]:
-    try:
-        row = json.loads(line, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        return [], f"not valid JSON ({error})"
-    if isinstance(row, dict) and {"chosen", "rejected"} <= row.keys():
-        return [], "a preference row (prompt/chosen/rejected): train on it with method.objective dpo or reward"
-    if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-        return [], 'expected an object with a "messages" list'
-    messages = row["messages"]
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            return [], f"message {index + 1} needs a role of system, user or assistant"
-        if not isinstance(message.get("content"), str) or not message["content"].strip():
-            return [], f"message {index + 1} has empty or non-text content"
-    if not messages or messages[-1]["role"] != "assistant":
-        return [], "the last message must be the assistant's answer"
-    if not any(message["role"] == "user" for message in messages):
-        return [], "there is no user message"
-    return [{"role": m["role"], "content": m["content"]} for m in messages], None
+def load_rows(data: DataSection, objective: str = "sft") -> list[dict[str, Any]]:
+    """The examples a job trains on; raises UserError listing every error (rule id and location)."""
+    sources = load_sources(data, objective)
+    errors = [(loaded.source, problem) for loaded in sources for problem in loaded.errors]
+    if errors:
+        source_names = {loaded.source: _display_name(loaded.source) for loaded in sources}
+        shown = "\n".join(f"  - {source_names[s]}: {p}" for s, p in errors[:MAX_REPORTED_PROBLEMS])
+        more = len(errors) - MAX_REPORTED_PROBLEMS
+        raise UserError(
+            f"data.source: {len(errors)} problem(s) in the data:\n{shown}"
+            + (f"\n  ... and {more} more (python app.py check-data FILE lists them all)" if more > 0 else "")
+        )
+    return [example for loaded in sources for example in loaded.examples]
 
 
-def _reject_constant(name: str) -> None:
-    # Python's json accepts NaN and Infinity, which are not JSON and break Arrow later on
-    raise ValueError(f"{name} is not allowed in JSON")
+def load_conversations(data: DataSection) -> list[Conversation]:
+    """Chat-like examples as whole conversations (prompt + answer), e.g. for previews."""
+    return [row["prompt"] + row["completion"] for row in load_rows(data) if "completion" in row]
 
 
-def _fill_placeholders(conversation: Conversation, name: str, maker: str) -> Conversation:
-    # str.replace, not str.format: demo text may contain other braces
-    return [
-        {**message, "content": message["content"].replace("{name}", name).replace("{maker}", maker)}
-        for message in conversation
-    ]
+def _display_name(source: str) -> str:
+    return source if source.startswith(DEMO_PREFIX) else Path(source).name
 
 
-def to_prompt_completion(conversation: Conversation) -> dict[str, Conversation]:
-    return {"prompt": conversation[:-1], "completion": conversation[-1:]}
+def _fill_placeholders(value: Any, name: str, maker: str) -> Any:
+    """{name} and {maker} in demo text become the job's names (str.replace: other braces stay as they are)."""
+    if isinstance(value, str):
+        return value.replace("{name}", name).replace("{maker}", maker)
+    if isinstance(value, list):
+        return [_fill_placeholders(v, name, maker) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_placeholders(v, name, maker) for k, v in value.items()}
+    return value
 
 
 def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
@@ -136,15 +173,6 @@ def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     held_out = max(1, round(len(rows) * ratio))
     held = set(order[:held_out])
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
-
-
-def load_rows(data: DataSection, objective: str = "sft") -> list[dict]:
-    """The rows a job trains on, checked: prompt/completion for sft, prompt/chosen/rejected otherwise."""
-    if objective == "sft":
-        return [to_prompt_completion(c) for c in load_conversations(data)]
-    from training.data.preferences import load_preferences
-
-    return load_preferences(data)
 
 
 def build_datasets(data: DataSection, seed: int, objective: str = "sft"):

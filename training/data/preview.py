@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from training.data.load import load_conversations, split_rows
-from training.data.preferences import load_preferences
+from training.data.load import load_rows, split_rows
 from training.errors import UserError
 from training.models import resolve_model
 from training.spec import JobSpec
@@ -83,28 +82,35 @@ def _answer_after(tokenizer, prompt: str, conversation: list[dict[str, str]]) ->
 
 def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> list[RenderedExample]:
     tokenizer = load_tokenizer(spec, token)
-    if spec.method.objective == "sft":
-        return [render(tokenizer, conversation) for conversation in load_conversations(spec.data)[:count]]
-    return [render_pair(tokenizer, row) for row in load_preferences(spec.data)[:count]]
+    return [render_row(tokenizer, row) for row in load_rows(spec.data, spec.method.objective)[:count]]
 
 
-def sequences(spec: JobSpec) -> list[list[list[dict[str, str]]]]:
-    """Per row, the conversations the trainer reads: one for SFT, the better and the worse for pairs."""
-    if spec.method.objective == "sft":
-        return [[conversation] for conversation in load_conversations(spec.data)]
-    return [[row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]] for row in load_preferences(spec.data)]
+def render_row(tokenizer, row: dict) -> RenderedExample:
+    if "chosen" in row:
+        return render_pair(tokenizer, row)
+    if "text" in row:  # continued pre-training: the raw text, every token trained, no template
+        return RenderedExample(prompt="", completion=row["text"])
+    return render(tokenizer, row["prompt"] + row["completion"])
+
+
+def token_lengths(tokenizer, row: dict) -> list[int]:
+    """Tokens of each sequence the trainer reads for this row (two for a preference pair)."""
+    if "text" in row:
+        return [len(tokenizer(row["text"])["input_ids"])]
+    answers = [row["chosen"], row["rejected"]] if "chosen" in row else [row["completion"]]
+    return [
+        len(tokenizer.apply_chat_template(row["prompt"] + answer, tokenize=True, return_dict=True)["input_ids"])
+        for answer in answers
+    ]
 
 
 def summarize(spec: JobSpec, token: str | None = None) -> DataSummary:
     """Rows, tokens and optimizer steps for the GPU preview, counted with the model's tokenizer."""
     tokenizer = load_tokenizer(spec, token)
     hp = spec.hyperparameters
-    train, validation = split_rows(sequences(spec), spec.data.validation_split, hp.seed)
-    row_lengths = [
-        [len(tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in row]
-        for row in train
-    ]
-    lengths = [n for row in row_lengths for n in row]
+    rows = load_rows(spec.data, spec.method.objective)
+    train, validation = split_rows(rows, spec.data.validation_split, hp.seed)
+    lengths = [n for row in train for n in token_lengths(tokenizer, row)]
     # The Trainer's count: batches per epoch, divided by accumulation, at least one update
     steps_per_epoch = max(math.ceil(len(train) / hp.batch_size) // hp.gradient_accumulation, 1)
     steps = hp.max_steps or math.ceil(hp.epochs * steps_per_epoch)
