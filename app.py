@@ -220,7 +220,7 @@ def command_score(args) -> int:
 
 
 def command_check_data(args) -> int:
-    from training.data.check import check_data
+    from training.data.check import check_data, spec_for_source
     from training.spec import JobSpec
 
     field_map = {}
@@ -229,27 +229,14 @@ def command_check_data(args) -> int:
         if not sep:
             raise UserError(f"--map {pair!r}: write it as ROLE=COLUMN, e.g. --map text=review.")
         field_map[role.strip()] = column.strip()
-    objective = args.objective or ("dpo" if args.task == "preference" else "sft")
-    overrides = {
-        "data.source": args.source,
-        "data.mix_in": [],
-        "data.task": args.task,
-        "data.format": args.format,
-        "data.field_map": field_map,
-        "method.objective": objective,
-    }
+    overrides = {}
     if args.model:
         overrides["model.name_or_path"] = args.model
     if args.context_length:
         overrides["hyperparameters.context_length"] = args.context_length
-    spec = JobSpec().with_overrides(overrides)
-    if spec.data.format == "auto" and args.task == "auto":
-        # A preference file checked without --task: let the rows say what they are
-        from training.data.load import load_source
-
-        first = load_source(spec.data, spec.data.source)
-        if first.detected and first.detected.format and first.detected.format.task == "preference":
-            spec = spec.with_overrides({"method.objective": args.objective or "dpo"})
+    spec = spec_for_source(args.source, args.task, args.format, field_map, JobSpec().with_overrides(overrides))
+    if args.objective:
+        spec = spec.with_overrides({"method.objective": args.objective})
     report = check_data(spec, token=os.environ.get("HF_TOKEN"))
     print(report.to_text())
     return 0 if report.usable else 1

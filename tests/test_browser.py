@@ -62,7 +62,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
 
             # 2 · Dataset & task, with the preview of what the model reads
             page.get_by_text("2 · Dataset & task").wait_for()
-            click_visible(page, "Show how the model sees the data")
+            click_visible(page, "Check the data and show how the model sees it")
             page.locator("pre.lathe-example mark").first.wait_for()
             assert "<|im_start|>assistant" in page.locator("pre.lathe-example").first.inner_text()
             page.screenshot(path=SHOTS / "2-data.png", full_page=True)

@@ -57,7 +57,9 @@ def test_stop_ends_the_worker_cooperatively(tiny_spec, tmp_path):
     assert snapshot.state == "stopped"
     events = [json.loads(line) for line in (Path(snapshot.job_dir) / "events.jsonl").read_text().splitlines()]
     steps_after = [e["step"] for e in events if e["type"] == "progress" and e["time"] > asked]
-    assert len(steps_after) <= 1  # the step in flight finishes, then it saves and goes
+    # The step in flight finishes, then it saves and goes. A step's loss is logged just after its
+    # stop check, so a request landing between the two shows that step's log too: at most 2.
+    assert len(steps_after) <= 2
     status = read_status(Path(snapshot.job_dir))
     assert not worker_alive(status["pid"], status["process_started"])
     assert (Path(snapshot.job_dir) / "adapter" / "adapter_config.json").is_file()

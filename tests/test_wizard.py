@@ -9,9 +9,9 @@ from gradio_client import Client
 
 from training.jobs import JobManager
 from wizard.app import launch
+from wizard.data_report import preview_html
 from wizard.form import SpecForm
 from wizard.monitor import eval_frame, loss_frame, preference_frame, preference_plot, progress_html, status_markdown
-from wizard.steps.data import preview_html
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,6 +8,7 @@ functions here only translate our spec into the library objects (`to_lora_config
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -29,6 +30,7 @@ from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, S
 
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
+from training.data.load import data_summary
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
@@ -327,6 +329,7 @@ def run_job(
     scheduler and the position in the data all come back (the Trainer skips the batches seen).
     """
     job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_for(spec)
     emit(Log(message=f"hardware plan: {plan.describe()}"))
 
@@ -334,6 +337,8 @@ def run_job(
     emit(Status(phase="preparing_data"))
     train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective)
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
+    # The data's fingerprint, format and label set stay with the job (results are scored against the labels)
+    (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective), indent=1))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
     model, tokenizer = load_model(spec, plan, token)

@@ -12,19 +12,21 @@ from typing import Any
 
 import gradio as gr
 
+from training.data.formats import FORMATS, TASKS
 from training.errors import UserError
 from training.spec import DEMO_PREFIX, JobSpec, SpecError, apply_overrides, describe_field, parse_spec
 
 # Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
-STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL = (
+STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP = (
     "stop_rule",
     "source_kind",
     "demo_name",
     "uploaded_path",
     "mix_general",
+    "field_map",
 )
 STOP_BY_EPOCHS, STOP_BY_STEPS = "Epochs", "Max steps"
-SOURCE_DEMO, SOURCE_UPLOAD = "Bundled demo", "Upload a JSONL file"
+SOURCE_DEMO, SOURCE_UPLOAD = "Bundled demo", "Upload a file"
 GENERAL_DEMO = "demo:general"
 
 
@@ -48,6 +50,8 @@ LABELS = {
 
 # Plain words for the values of some choice fields (the spec keeps the short values).
 CHOICE_LABELS = {
+    "data.task": {"auto": "Follow the data's format", **TASKS},
+    "data.format": {"auto": "Detect it", **{f.name: f.label for f in FORMATS}},
     "method.objective": {
         "sft": "Learn from example answers (SFT)",
         "dpo": "Prefer the better of two answers (DPO)",
@@ -138,6 +142,8 @@ class SpecForm:
             fields["data.source"] = uploaded or ""
         if MIX_GENERAL in fields:
             fields["data.mix_in"] = [GENERAL_DEMO] if fields.pop(MIX_GENERAL) else []
+        if FIELD_MAP in fields:
+            fields["data.field_map"] = parse_field_map(fields.pop(FIELD_MAP) or "")
         return {path: _clean(value) for path, value in fields.items()}
 
     def build(self, values: Sequence[Any]) -> tuple[JobSpec | None, list[tuple[str, str]]]:
@@ -165,7 +171,12 @@ class SpecForm:
 
 
 # Problems about a spec field that the form sets indirectly show on the input that decides it.
-SHOWN_ON = {"data.source": SOURCE_KIND, "data.mix_in": MIX_GENERAL, "hyperparameters": STOP_RULE}
+SHOWN_ON = {
+    "data.source": SOURCE_KIND,
+    "data.mix_in": MIX_GENERAL,
+    "data.field_map": FIELD_MAP,
+    "hyperparameters": STOP_RULE,
+}
 
 
 def owning_field(path: str, paths: Sequence[str]) -> str:
@@ -174,6 +185,22 @@ def owning_field(path: str, paths: Sequence[str]) -> str:
     if path in paths:
         return path
     return next((p for p in paths if p.startswith(path + ".")), path)
+
+
+def parse_field_map(text: str) -> dict[str, str]:
+    """'text=review, label=sentiment' -> {"text": "review", "label": "sentiment"}; a bad pair is a spec problem."""
+    pairs = [pair.strip() for pair in text.split(",") if pair.strip()]
+    mapping = {}
+    for pair in pairs:
+        role, sep, column = pair.partition("=")
+        if not sep or not role.strip() or not column.strip():
+            raise UserError(f"data.field_map: {pair!r} should be role=column, e.g. text=review.")
+        mapping[role.strip()] = column.strip()
+    return mapping
+
+
+def field_map_text(mapping: dict[str, str]) -> str:
+    return ", ".join(f"{role}={column}" for role, column in mapping.items())
 
 
 def _clean(value: Any) -> Any:

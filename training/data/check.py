@@ -12,7 +12,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from training.data.load import Loaded, load_sources, split_rows
+from training.data.load import Loaded, load_source, load_sources, split_rows
 from training.data.preview import RenderedExample, load_tokenizer, render_row, token_lengths
 from training.data.read import Problem
 from training.spec import JobSpec
@@ -96,6 +96,32 @@ class Report:
                 lines.append(f"  {problem.severity:7} {where}{problem}")
         lines.append("usable: yes" if self.usable else "usable: no — fix the errors above")
         return "\n".join(lines)
+
+
+def spec_for_source(
+    source: str,
+    task: str = "auto",
+    data_format: str = "auto",
+    field_map: dict[str, str] | None = None,
+    base: JobSpec | None = None,
+) -> JobSpec:
+    """A spec to check one source with (the CLI's and the tests' entry point): a preference file
+    checked without a task gets the dpo objective its rows call for."""
+    spec = (base or JobSpec()).with_overrides(
+        {
+            "data.source": source,
+            "data.mix_in": [],
+            "data.task": task,
+            "data.format": data_format,
+            "data.field_map": field_map or {},
+        }
+    )
+    objective = "dpo" if task == "preference" else "sft"
+    if task == "auto":
+        first = load_source(spec.data, source)
+        if first.detected and first.detected.format and first.detected.format.task == "preference":
+            objective = "dpo"
+    return spec.with_overrides({"method.objective": objective})
 
 
 def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -> Report:

@@ -311,12 +311,22 @@ def _conversation(messages: list[Message]) -> dict[str, Any]:
     return example
 
 
+def _message_list(row: dict, column: str) -> list[Message]:
+    if not isinstance(row[column], list):  # a conversation is a list of turns, never bare text
+        raise RowProblem(
+            "chat.not_a_list",
+            f"'{column}' must be a list of messages.",
+            'Write it as [{"role": "user", "content": "..."}, {"role": "assistant", ...}].',
+        )
+    return _messages(row[column], "user", column)
+
+
 def _chat(row, columns, labels):
-    return _conversation(_messages(row[columns["messages"]], "user", columns["messages"]))
+    return _conversation(_message_list(row, columns["messages"]))
 
 
 def _sharegpt(row, columns, labels):
-    return _conversation(_messages(row[columns["conversations"]], "user", columns["conversations"]))
+    return _conversation(_message_list(row, columns["conversations"]))
 
 
 def _alpaca(row, columns, labels):

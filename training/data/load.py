@@ -182,3 +182,26 @@ def build_datasets(data: DataSection, seed: int, objective: str = "sft"):
     rows = load_rows(data, objective)
     train, validation = split_rows(rows, data.validation_split, seed)
     return Dataset.from_list(train), (Dataset.from_list(validation) if validation else None)
+
+
+def data_summary(data: DataSection, objective: str = "sft") -> dict[str, Any]:
+    """What a job trained on, saved beside it: each source's hash, format, task, row counts and labels
+    (a classifier's label set is what its results are scored against later)."""
+    import hashlib
+
+    summary = []
+    for loaded in load_sources(data, objective):
+        digest = hashlib.sha256(source_path(loaded.source).read_bytes()).hexdigest()
+        fmt = loaded.detected.format.name if loaded.detected and loaded.detected.format else None
+        summary.append(
+            {
+                "source": loaded.source,
+                "sha256": digest,
+                "format": fmt,
+                "task": loaded.task,
+                "rows_read": loaded.rows_read,
+                "rows_kept": len(loaded.examples),
+                "labels": loaded.labels or None,
+            }
+        )
+    return {"sources": summary}

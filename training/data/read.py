@@ -57,6 +57,9 @@ def read_rows(path: Path, max_rows: int | None = None) -> Rows:
     data = path.read_bytes()
     if suffix == ".parquet":
         return _read_parquet(data, result, max_rows)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        result.add("file.encoding", "file", f"{path.name} is UTF-16 text.", "Save it as UTF-8 and upload it again.")
+        return result
     if b"\x00" in data[:8192]:
         result.add(
             "file.binary",
@@ -129,11 +132,7 @@ def _read_json(text: str, result: Rows, max_rows: int | None) -> None:
     except ValueError as error:
         if isinstance(error, json.JSONDecodeError) and error.msg == "Extra data" and text.lstrip().startswith("{"):
             _read_jsonl(text, result, max_rows)  # JSON Lines saved with a .json name: read it as such
-        elif (
-            text.lstrip().startswith("[")
-            and isinstance(error, json.JSONDecodeError)
-            and error.pos >= len(text.rstrip())
-        ):
+        elif text.lstrip().startswith("[") and _cut_short(text, error):
             result.add(
                 "json.array_truncated",
                 f"line {error.lineno}",
@@ -246,6 +245,13 @@ def _json_problem(result: Rows, where: str, text: str, error: Exception) -> None
         f"not valid JSON ({reason}): {excerpt!r}.",
         "Fix this line; every line must be one complete JSON object.",
     )
+
+
+def _cut_short(text: str, error: ValueError) -> bool:
+    """The JSON ran out before it ended (an unclosed string, or the last character reached)."""
+    if not isinstance(error, json.JSONDecodeError):
+        return False
+    return error.msg.startswith("Unterminated string") or error.pos >= len(text.rstrip())
 
 
 def _reject_constant(name: str) -> None:

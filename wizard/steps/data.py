@@ -1,4 +1,4 @@
-"""Step 2 — Dataset & task: where the rows come from, the validation split, and a faithful preview."""
+"""Step 2 — Dataset & task: source, format and task of the rows, the check report, a faithful preview."""
 
 from __future__ import annotations
 
@@ -11,19 +11,33 @@ from pathlib import Path
 import gradio as gr
 
 from training.data import demo_names
+from training.data.read import SUFFIXES
 from training.errors import UserError
-from wizard.form import DEMO_NAME, MIX_GENERAL, SOURCE_DEMO, SOURCE_KIND, SOURCE_UPLOAD, UPLOADED_PATH, SpecForm
+from wizard.data_report import report_html
+from wizard.form import (
+    DEMO_NAME,
+    FIELD_MAP,
+    MIX_GENERAL,
+    SOURCE_DEMO,
+    SOURCE_KIND,
+    SOURCE_UPLOAD,
+    UPLOADED_PATH,
+    SpecForm,
+    field_map_text,
+)
 
 PATHS = [
+    "data.task",
     "method.objective",
     SOURCE_KIND,
     DEMO_NAME,
+    "data.format",
+    FIELD_MAP,
     "data.assistant_name",
     "data.assistant_maker",
     MIX_GENERAL,
     "data.validation_split",
 ]
-TASKS = ["Instruction / chat fine-tuning"]  # more tasks arrive with the datasets work
 PREVIEW_ROWS = 3
 
 
@@ -41,47 +55,31 @@ def keep_upload(temporary_path: str | None, uploads_dir: Path) -> str:
         return ""
     data = Path(temporary_path).read_bytes()
     uploads_dir.mkdir(parents=True, exist_ok=True)
-    target = uploads_dir / f"{hashlib.sha256(data).hexdigest()[:16]}.jsonl"
+    suffix = Path(temporary_path).suffix.lower()
+    suffix = suffix if suffix in SUFFIXES else ".unsupported"  # the reader then says which types it takes
+    target = uploads_dir / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
     if not target.exists():
         shutil.copyfile(temporary_path, target)
     return str(target)
 
 
-def preview_html(examples) -> str:
-    """Each example as the model sees it; the trained part is highlighted. Everything is escaped."""
-    blocks = []
-    for example in examples:
-        prompt, better = html.escape(example.prompt), html.escape(example.completion)
-        if example.rejected is None:
-            blocks.append(f"<pre class='lathe-example'>{prompt}<mark>{better}</mark></pre>")
-        else:
-            worse = html.escape(example.rejected)
-            blocks.append(
-                f"<pre class='lathe-example'>{prompt}<mark>{better}</mark></pre>"
-                f"<pre class='lathe-example lathe-rejected'>{prompt}<del>{worse}</del></pre>"
-            )
-    legend = "<p>Exactly what the model reads. <mark>Highlighted</mark> text is what it learns to write"
-    if any(example.rejected is not None for example in examples):
-        legend += "; <del>struck-through</del> text is the worse answer it learns to prefer less"
-    return legend + ".</p>" + "".join(blocks)
-
-
 def render_preview(form: SpecForm, values) -> str:
-    from training.data.preview import render_examples  # imports transformers: only when asked
+    from training.data.check import check_data  # imports transformers: only when asked
 
     spec, problems = form.build(values)
     if spec is None:
         return "<p>" + html.escape("; ".join(message for _, message in problems)) + "</p>"
     try:
-        return preview_html(render_examples(spec, PREVIEW_ROWS))
+        return report_html(check_data(spec, preview_rows=PREVIEW_ROWS))
     except UserError as error:
         return f"<p>{html.escape(str(error))}</p>"
 
 
 def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     gr.Markdown("### 2 · Dataset & task")
-    gr.Dropdown(choices=TASKS, value=TASKS[0], label="Task", info="What the model should learn to do.")
-    form.field("method.objective")
+    with gr.Row():
+        form.field("data.task", label="Task")
+        form.field("method.objective")
     base_source = form.base.data.source
     is_demo = base_source.startswith("demo:")
     kind = form.extra(
@@ -99,8 +97,20 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             "preferences pairs a direct answer with an evasive one (for DPO and reward models).",
         ),
     )
-    upload = gr.File(label="Your data (JSONL, one conversation per line)", file_types=[".jsonl"], type="filepath")
+    upload = gr.File(
+        label="Your data: JSONL, JSON, CSV, TSV, Parquet or plain text", file_types=list(SUFFIXES), type="filepath"
+    )
     uploaded_path = form.extra(UPLOADED_PATH, gr.Textbox(visible=False, value="" if is_demo else base_source))
+    with gr.Row():
+        form.field("data.format", label="Format")
+        form.extra(
+            FIELD_MAP,
+            gr.Textbox(
+                value=field_map_text(form.base.data.field_map),
+                label="Column mapping (optional)",
+                info="When your columns have other names: role=column, e.g. text=review, label=sentiment.",
+            ),
+        )
     with gr.Row():
         form.field("data.assistant_name", label="Assistant name (identity demo)")
         form.field("data.assistant_maker", label="Assistant maker (identity demo)")
@@ -119,6 +129,6 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         outputs=[uploaded_path, kind],
         api_visibility="private",
     )
-    preview_button = gr.Button("Show how the model sees the data")
+    preview_button = gr.Button("Check the data and show how the model sees it")
     preview = gr.HTML()
     return DataStep(upload=upload, uploaded_path=uploaded_path, preview_button=preview_button, preview=preview)
