@@ -42,6 +42,7 @@ lint: dev
 bench: setup
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/identity_probe.py
+	$(PY) benchmarks/check_data_size.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

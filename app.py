@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--map", action="append", default=[], metavar="ROLE=COLUMN", help="Map a column, e.g. text=review."
     )
     check.add_argument("--objective", default=None, help="sft, dpo or reward (default: follows the task).")
+    check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
+    check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
+    check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
     return parser
 
 
@@ -121,7 +124,7 @@ def command_train(args) -> int:
     if args.overrides:
         spec = spec.with_overrides(dict(parse_override(text) for text in args.overrides))
     print("checking the model and data (the first run converts the embedded model, ~15 s)...", flush=True)
-    preflight(spec, Path(args.job_dir or args.jobs_dir))
+    preflight(spec, Path(args.job_dir or args.jobs_dir), token=secrets["HF_TOKEN"] or None)
     manager = JobManager(args.jobs_dir)
     job_id = manager.start(spec, secrets=secrets, job_dir=args.job_dir)
     print(f"job {job_id} started in {manager.snapshot(job_id).job_dir}", flush=True)
@@ -234,10 +237,15 @@ def command_check_data(args) -> int:
         overrides["model.name_or_path"] = args.model
     if args.context_length:
         overrides["hyperparameters.context_length"] = args.context_length
-    spec = spec_for_source(args.source, args.task, args.format, field_map, JobSpec().with_overrides(overrides))
+    for option, path in (("split", "data.hub_split"), ("config", "data.hub_config"), ("revision", "data.hub_revision")):
+        if getattr(args, option):
+            overrides[path] = getattr(args, option)
+    token = os.environ.get("HF_TOKEN") or None
+    base = JobSpec().with_overrides(overrides)
+    spec = spec_for_source(args.source, args.task, args.format, field_map, base, token=token)
     if args.objective:
         spec = spec.with_overrides({"method.objective": args.objective})
-    report = check_data(spec, token=os.environ.get("HF_TOKEN"))
+    report = check_data(spec, token=token)
     print(report.to_text())
     return 0 if report.usable else 1
 

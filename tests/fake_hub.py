@@ -7,12 +7,19 @@ It answers the three calls training.hub makes, the way huggingface.co does (hugg
     GET /api/models/<id>/auth-check      200, or 401/403 + X-Error-Code: GatedRepo, or 401/404 + RepoNotFound
     GET /api/models/<id>                 200 {"id", "gated"} (model info is public even for gated models)
 
+Datasets (enough of the API for `datasets.load_dataset`, found by logging what it asks for):
+
+    GET /api/datasets/<id>[/revision/<rev>]   info with the file list (public, gated or missing)
+    GET /api/datasets/<id>/tree/<rev>[/<dir>] the files of a folder
+    GET|HEAD /datasets/<id>/resolve/<rev>/<file>   the file itself; a gated one needs the valid token
+
 Any call with an unknown token gets the Hub's 401 "Invalid credentials in Authorization header".
 Use it through the `fake_hub` fixture (the endpoint URL) or `fake_hub_server` (also the request log).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -33,6 +40,29 @@ SLOW_MODEL = "lathe-tests/slow-model"  # answers after SLOW_SECONDS, to test the
 SLOW_SECONDS = 3.0
 
 GATED = {GATED_APPROVED: "manual", GATED_PENDING: "auto"}
+
+PUBLIC_DATASET = "lathe-tests/tiny-chat"
+GATED_DATASET = "lathe-tests/gated-chat"
+DATASET_SHA = "d" * 40
+DATASET_FILES = {
+    "data/train.jsonl": b"".join(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What is {i}+{i}?"},
+                    {"role": "assistant", "content": str(2 * i)},
+                ]
+            }
+        ).encode()
+        + b"\n"
+        for i in range(6)
+    ),
+    "data/validation.jsonl": json.dumps(
+        {"messages": [{"role": "user", "content": "What is 9+9?"}, {"role": "assistant", "content": "18"}]}
+    ).encode()
+    + b"\n",
+}
+DATASETS = {PUBLIC_DATASET, GATED_DATASET}
 KNOWN = {PUBLIC_MODEL, GATED_APPROVED, GATED_PENDING, RATE_LIMITED_MODEL, SLOW_MODEL}
 
 
@@ -44,17 +74,24 @@ class FakeHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self, head: bool = False) -> None:  # noqa: N802 (http.server's naming)
                 auth = self.headers.get("Authorization")
                 hub.requests.append((self.path, auth))
-                status, headers, body = hub.answer(self.path.split("?")[0], auth)
-                payload = json.dumps(body).encode()
+                path = self.path.split("?")[0]
+                status, headers, body = hub.answer_dataset(path, auth) or hub.answer(path, auth)
+                raw = isinstance(body, bytes)
+                payload = body if raw else json.dumps(body).encode()
                 self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
+                kind = "application/octet-stream" if raw else "application/json"
+                for name, value in {"Content-Type": kind, **headers}.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not head:
+                    self.wfile.write(payload)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self.do_GET(head=True)
 
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
@@ -108,6 +145,38 @@ class FakeHub:
                 {"error": message},
             )
         return 200, {}, {}
+
+    def answer_dataset(self, path: str, auth: str | None):
+        """The dataset endpoints, or None for a path that is not about a dataset."""
+        token = auth.removeprefix("Bearer ") if auth else None
+        repo = next((r for r in DATASETS | {"lathe-tests/no-such-dataset"} if f"/{r}" in path), None)
+        if repo is None or not path.startswith(("/api/datasets/", "/datasets/")):
+            return None
+        if token is not None and token != VALID_TOKEN:
+            message = "Invalid credentials in Authorization header"
+            return 401, {"X-Error-Message": message}, {"error": message}
+        if repo not in DATASETS:
+            return (404 if token else 401), {"X-Error-Code": "RepoNotFound"}, {"error": "Repository not found"}
+        if path.startswith(f"/api/datasets/{repo}/tree/"):
+            folder = path.split("/tree/", 1)[1].partition("/")[2]
+            items = [{"type": "file", "path": f, "size": len(b), "oid": "0" * 40} for f, b in DATASET_FILES.items()]
+            items.append({"type": "directory", "path": "data", "oid": "1" * 40, "size": 0})
+            return 200, {}, [i for i in items if i["path"].rpartition("/")[0] == folder]
+        if path.startswith(f"/api/datasets/{repo}"):
+            siblings = [{"rfilename": name} for name in DATASET_FILES]
+            gated = "manual" if repo == GATED_DATASET else False
+            return 200, {}, {"id": repo, "sha": DATASET_SHA, "private": False, "gated": gated, "siblings": siblings}
+        if "/resolve/" in path:
+            if repo == GATED_DATASET and token is None:
+                message = f"Access to dataset {repo} is restricted. You must be authenticated to access it."
+                return 401, {"X-Error-Code": "GatedRepo", "X-Error-Message": message}, {"error": message}
+            name = path.split("/resolve/", 1)[1].partition("/")[2]
+            if name in DATASET_FILES:
+                # The ETag must follow the content: huggingface_hub stores files by it, one blob per ETag
+                etag = hashlib.sha256(DATASET_FILES[name]).hexdigest()
+                return 200, {"ETag": f'"{etag}"', "X-Repo-Commit": DATASET_SHA}, DATASET_FILES[name]
+            return 404, {"X-Error-Code": "EntryNotFound"}, {"error": "Entry not found"}
+        return 404, {}, {"error": "Sorry, we can't find the page you are looking for."}
 
     def __enter__(self) -> FakeHub:
         self.thread.start()

@@ -185,3 +185,21 @@ def test_bad_input_gets_a_rule_and_a_place_never_a_traceback(name, embedded_mode
     # Errors block the step's Next (preflight); warnings let it through
     blocking = dict(preflight_problems(spec)).get("data.source", "")
     assert (rule in blocking) == (problem.severity == "error"), (name, blocking)
+
+
+def test_a_separate_validation_file_replaces_the_split(tiny_spec, tmp_path):
+    from training.data.load import build_datasets
+    from training.spec import SpecError
+
+    train = write(tmp_path / "train.jsonl", SAMPLES["chat"][1])
+    held = write(tmp_path / "held.csv", [{"prompt": "What is 100+1?", "completion": "101."}])
+    spec = spec_for_source(train, base=tiny_spec).with_overrides({"data.validation_source": held})
+    train_set, validation_set = build_datasets(spec.data, seed=1)
+    assert len(train_set) == 8 and len(validation_set) == 1
+    assert validation_set[0]["completion"][0]["content"] == "101."
+    with pytest.raises(SpecError, match="Choose one: set the split to 0"):
+        spec.with_overrides({"data.validation_split": 0.1})
+    with pytest.raises(SpecError, match="split:NAME needs a Hub dataset"):
+        spec.with_overrides({"data.validation_source": "split:validation"})
+    broken = spec.with_overrides({"data.validation_source": write(tmp_path / "bad.jsonl", [{"foo": 1}])})
+    assert "[format.unknown]" in dict(preflight_problems(broken))["data.validation_source"]

@@ -335,10 +335,10 @@ def run_job(
 
     objective = spec.method.objective
     emit(Status(phase="preparing_data"))
-    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective)
+    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective, token)
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
     # The data's fingerprint, format and label set stay with the job (results are scored against the labels)
-    (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective), indent=1))
+    (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
     model, tokenizer = load_model(spec, plan, token)

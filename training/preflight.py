@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.data import load_rows
+from training.data.load import load_validation
 from training.errors import UserError
 from training.hardware import check_method_fits_device, plan_for
 from training.models import starting_point
@@ -16,7 +17,7 @@ from training.sizes import check_disk
 from training.spec import JobSpec
 
 
-def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None) -> list[tuple[str, str]]:
+def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None, token: str | None = None) -> list[tuple[str, str]]:
     """Every problem found, as (the spec field it is about, message with the fix).
 
     With `jobs_dir`, also checks that the job's checkpoints fit on that folder's disk. A check
@@ -33,7 +34,9 @@ def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None) -> list[tupl
 
     model_field = "model.start_from_job" if spec.model.start_from_job else "model.name_or_path"
     reference = check(model_field, lambda: starting_point(spec)[0])
-    check("data.source", lambda: load_rows(spec.data, spec.method.objective))
+    check("data.source", lambda: load_rows(spec.data, spec.method.objective, token))
+    if spec.data.validation_source:
+        check("data.validation_source", lambda: load_validation(spec.data, spec.method.objective, token))
     plan = check("hyperparameters.precision", lambda: plan_for(spec))
     if plan and spec.method.type == "qlora":
         check("method.qlora_compute_dtype", lambda: check_method_fits_device(spec, plan))
@@ -42,8 +45,8 @@ def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None) -> list[tupl
     return problems
 
 
-def preflight(spec: JobSpec, jobs_dir: Path | None = None) -> None:
+def preflight(spec: JobSpec, jobs_dir: Path | None = None, token: str | None = None) -> None:
     """Raise UserError listing every problem found; return quietly when the job can start."""
-    problems = preflight_problems(spec, jobs_dir)
+    problems = preflight_problems(spec, jobs_dir, token)
     if problems:
         raise UserError("The job cannot start:\n" + "\n".join(f"  - {message}" for _, message in problems))

@@ -21,6 +21,7 @@ from training.errors import UserError
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 DEMO_PREFIX = "demo:"
+HUB_PREFIX = "hub:"
 
 
 class _Section(BaseModel):
@@ -44,8 +45,8 @@ class DataSection(_Section):
     source: str = Field(
         "demo:identity",
         min_length=1,
-        description="Training data: a bundled demo (demo:identity, demo:general, demo:preferences) or a file "
-        "(JSONL, JSON, CSV, TSV, Parquet, TXT): chat/instruction/QA/... rows for sft, prompt/chosen/rejected for dpo.",
+        description="Training data: a demo (demo:identity, demo:general, demo:preferences), a Hub dataset "
+        "(hub:org/name) or a file (JSONL, JSON, CSV, TSV, Parquet, TXT).",
     )
     mix_in: list[str] = Field(
         [],
@@ -54,6 +55,18 @@ class DataSection(_Section):
     )
     validation_split: float = Field(
         0.0, ge=0.0, le=0.5, description="Share of rows held out to measure validation loss (0 = none)."
+    )
+    validation_source: str | None = Field(
+        None,
+        description="Separate validation data instead of a split: a file, a demo, or split:NAME for another "
+        "split of the same Hub dataset.",
+    )
+    hub_config: str | None = Field(
+        None, description="Hub dataset: the configuration (subset) to load, if it has several."
+    )
+    hub_split: str = Field("train", min_length=1, description="Hub dataset: the split to train on.")
+    hub_revision: str | None = Field(
+        None, description="Hub dataset: branch, tag or commit; empty = the default branch."
     )
     assistant_name: str = Field(
         "Juniper", min_length=1, max_length=60, description="Name the demo identity data teaches the model to use."
@@ -208,10 +221,17 @@ class JobSpec(_Section):
     def _cross_section(self) -> JobSpec:
         hp = self.hyperparameters
         problems = []
-        if hp.eval_steps is not None and self.data.validation_split == 0:
+        if hp.eval_steps is not None and self.data.validation_split == 0 and not self.data.validation_source:
             problems.append(
                 "hyperparameters.eval_steps is set but data.validation_split is 0. Set a split such as 0.1."
             )
+        if self.data.validation_source and self.data.validation_split > 0:
+            problems.append(
+                "data.validation_source is set and so is data.validation_split. Choose one: set the split to 0."
+            )
+        named_split = (self.data.validation_source or "").startswith("split:")
+        if named_split and not self.data.source.startswith(HUB_PREFIX):
+            problems.append("data.validation_source split:NAME needs a Hub dataset (hub:org/name) as data.source.")
         if self.method.type == "full" and self.output.merge_adapter:
             problems.append("output.merge_adapter only applies to lora/qlora. Set it to false for full fine-tuning.")
         if problems:

@@ -68,13 +68,14 @@ def build_ui(manager: JobManager) -> gr.Blocks:
         def go_next(step: int):
             paths = steps.get(step, [])
 
-            def handler(*values):
+            def handler(secret, *values):
                 spec, problems = form.build(values)
                 mine = [p for p in problems if owning_field(p[0], paths) in paths]
                 if not mine and spec is not None:
                     from training.preflight import preflight_problems  # touches the disk and the model files
 
-                    mine = [p for p in preflight_problems(spec, manager.jobs_dir) if owning_field(p[0], paths) in paths]
+                    found = preflight_problems(spec, manager.jobs_dir, token=secret or None)
+                    mine = [p for p in found if owning_field(p[0], paths) in paths]
                 selected = step if mine else step + 1
                 return [gr.Walkthrough(selected=selected), problems_markdown(mine), *form.show_problems(mine, paths)]
 
@@ -82,7 +83,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
 
         for step, button in ((STEP_MODEL, next_1), (STEP_DATA, next_2), (STEP_HYPER, next_3)):
             outputs = [walkthrough, step_problems, *[form.components[p] for p in steps[step]]]
-            button.click(go_next(step), inputs=form.inputs, outputs=outputs, api_name=f"next_{step}")
+            button.click(go_next(step), inputs=[token, *form.inputs], outputs=outputs, api_name=f"next_{step}")
         next_4.click(lambda: gr.Walkthrough(selected=STEP_LAUNCH), outputs=walkthrough, api_visibility="private")
         for step, button in ((STEP_DATA, back_2), (STEP_HYPER, back_3), (STEP_PREVIEW, back_4), (STEP_LAUNCH, back_5)):
             button.click(lambda s=step: gr.Walkthrough(selected=s - 1), outputs=walkthrough, api_visibility="private")
@@ -117,8 +118,8 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             api_visibility="private",
         )
         data_step.preview_button.click(
-            lambda *values: data.render_preview(form, values),
-            inputs=form.inputs,
+            lambda secret, *values: data.render_preview(form, values, token=secret or None),
+            inputs=[token, *form.inputs],
             outputs=data_step.preview,
             api_name="preview_data",
         )
@@ -141,7 +142,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
 
             spec, problems = form.build(values)
             # files can vanish (and disks fill) between Next and Launch
-            problems = problems or preflight_problems(spec, manager.jobs_dir)
+            problems = problems or preflight_problems(spec, manager.jobs_dir, token=secret or None)
             if problems:
                 return problems_markdown(problems), gr.update()
             try:

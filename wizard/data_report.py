@@ -53,7 +53,7 @@ def report_html(report) -> str:
         )
         header = "<tr><th></th><th>rule</th><th>where</th><th>what to do</th></tr>"
         parts.append(f"<table class='lathe-problems'>{header}{rows}</table>")
-    verdict = "✅ Ready to train." if report.usable else "⛔ Fix the errors above before going on."
+    verdict = "Ready to train." if report.usable else "Not ready: fix the errors above before going on."
     parts.append(f"<p><b>{verdict}</b></p>")
     if report.preview:
         parts.append(preview_html(report.preview))

@@ -14,19 +14,20 @@ import gradio as gr
 
 from training.data.formats import FORMATS, TASKS
 from training.errors import UserError
-from training.spec import DEMO_PREFIX, JobSpec, SpecError, apply_overrides, describe_field, parse_spec
+from training.spec import DEMO_PREFIX, HUB_PREFIX, JobSpec, SpecError, apply_overrides, describe_field, parse_spec
 
 # Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
-STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP = (
+STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP, HUB_DATASET = (
     "stop_rule",
     "source_kind",
     "demo_name",
     "uploaded_path",
     "mix_general",
     "field_map",
+    "hub_dataset",
 )
 STOP_BY_EPOCHS, STOP_BY_STEPS = "Epochs", "Max steps"
-SOURCE_DEMO, SOURCE_UPLOAD = "Bundled demo", "Upload a file"
+SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB = "Bundled demo", "Upload a file", "Hugging Face dataset"
 GENERAL_DEMO = "demo:general"
 
 
@@ -136,10 +137,13 @@ class SpecForm:
         else:
             fields["hyperparameters.epochs"] = None
         kind, demo, uploaded = fields.pop(SOURCE_KIND, None), fields.pop(DEMO_NAME, None), fields.pop(UPLOADED_PATH, "")
+        hub_id = (fields.pop(HUB_DATASET, "") or "").strip()
         if kind == SOURCE_DEMO and demo:
             fields["data.source"] = DEMO_PREFIX + demo
         elif kind == SOURCE_UPLOAD:
             fields["data.source"] = uploaded or ""
+        elif kind == SOURCE_HUB:
+            fields["data.source"] = HUB_PREFIX + hub_id if hub_id else ""
         if MIX_GENERAL in fields:
             fields["data.mix_in"] = [GENERAL_DEMO] if fields.pop(MIX_GENERAL) else []
         if FIELD_MAP in fields:

@@ -104,6 +104,7 @@ def spec_for_source(
     data_format: str = "auto",
     field_map: dict[str, str] | None = None,
     base: JobSpec | None = None,
+    token: str | None = None,
 ) -> JobSpec:
     """A spec to check one source with (the CLI's and the tests' entry point): a preference file
     checked without a task gets the dpo objective its rows call for."""
@@ -118,7 +119,7 @@ def spec_for_source(
     )
     objective = "dpo" if task == "preference" else "sft"
     if task == "auto":
-        first = load_source(spec.data, source)
+        first = load_source(spec.data, source, token=token)
         if first.detected and first.detected.format and first.detected.format.task == "preference":
             objective = "dpo"
     return spec.with_overrides({"method.objective": objective})
@@ -126,7 +127,7 @@ def spec_for_source(
 
 def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -> Report:
     """Check every source of the spec against its model's tokenizer and context length."""
-    sources = load_sources(spec.data, spec.method.objective)
+    sources = load_sources(spec.data, spec.method.objective, token)
     report = Report(sources=sources, context_length=spec.hyperparameters.context_length)
     examples = [(s.source, where, ex) for s in sources for where, ex in zip(s.locations, s.examples, strict=True)]
     if not examples:

@@ -18,7 +18,7 @@ from training.data.formats import TASKS, Detected, detect, to_examples
 from training.data.read import Problem, read_rows
 from training.errors import UserError
 from training.presets import PRESETS_DIR
-from training.spec import DEMO_PREFIX, DataSection
+from training.spec import DEMO_PREFIX, HUB_PREFIX, DataSection
 
 DEMO_DIR = PRESETS_DIR / "data"
 MAX_REPORTED_PROBLEMS = 10
@@ -61,10 +61,18 @@ class Loaded:
         return [p for p in self.problems if p.severity == "error"]
 
 
-def load_source(data: DataSection, source: str, main: bool = True) -> Loaded:
-    """Read, detect and map one source; never raises for bad content (a missing file still raises)."""
-    path = source_path(source)
-    read = read_rows(path, data.max_rows)
+def load_source(data: DataSection, source: str, main: bool = True, token: str | None = None) -> Loaded:
+    """Read, detect and map one source; never raises for bad content (a missing file still raises).
+
+    `source` is a demo, a file, hub:org/name, or split:NAME (another split of the main Hub dataset).
+    """
+    if source.startswith((HUB_PREFIX, "split:")):
+        from training.data.hub_source import read_hub_rows
+
+        split = source.removeprefix("split:") if source.startswith("split:") else None
+        read = read_hub_rows(data, data.source if split else source, token, split, data.max_rows)
+    else:
+        read = read_rows(source_path(source), data.max_rows)
     rows = read.rows
     if source.startswith(DEMO_PREFIX):
         rows = [(where, _fill_placeholders(row, data.assistant_name, data.assistant_maker)) for where, row in rows]
@@ -94,9 +102,10 @@ def load_source(data: DataSection, source: str, main: bool = True) -> Loaded:
     return loaded
 
 
-def load_sources(data: DataSection, objective: str = "sft") -> list[Loaded]:
+def load_sources(data: DataSection, objective: str = "sft", token: str | None = None) -> list[Loaded]:
     """Every source of the spec, loaded, plus the checks that span them (task vs objective, mixing)."""
-    sources = [load_source(data, data.source)] + [load_source(data, s, main=False) for s in data.mix_in]
+    sources = [load_source(data, data.source, token=token)]
+    sources += [load_source(data, s, main=False, token=token) for s in data.mix_in]
     main = sources[0]
     if main.task == "preference" and objective not in PREFERENCE_OBJECTIVES:
         main.problems.append(
@@ -129,9 +138,9 @@ def load_sources(data: DataSection, objective: str = "sft") -> list[Loaded]:
     return sources
 
 
-def load_rows(data: DataSection, objective: str = "sft") -> list[dict[str, Any]]:
+def load_rows(data: DataSection, objective: str = "sft", token: str | None = None) -> list[dict[str, Any]]:
     """The examples a job trains on; raises UserError listing every error (rule id and location)."""
-    sources = load_sources(data, objective)
+    sources = load_sources(data, objective, token)
     errors = [(loaded.source, problem) for loaded in sources for problem in loaded.errors]
     if errors:
         source_names = {loaded.source: _display_name(loaded.source) for loaded in sources}
@@ -147,6 +156,16 @@ def load_rows(data: DataSection, objective: str = "sft") -> list[dict[str, Any]]
 def load_conversations(data: DataSection) -> list[Conversation]:
     """Chat-like examples as whole conversations (prompt + answer), e.g. for previews."""
     return [row["prompt"] + row["completion"] for row in load_rows(data) if "completion" in row]
+
+
+def load_validation(data: DataSection, objective: str = "sft", token: str | None = None) -> list[dict[str, Any]]:
+    """The separate validation set (data.validation_source), checked like the training data."""
+    held_out = data.model_copy(update={"source": data.source, "mix_in": [], "max_rows": None})
+    loaded = load_source(held_out, data.validation_source, token=token)
+    if loaded.errors:
+        shown = "\n".join(f"  - {p}" for p in loaded.errors[:MAX_REPORTED_PROBLEMS])
+        raise UserError(f"data.validation_source: {len(loaded.errors)} problem(s):\n{shown}")
+    return loaded.examples
 
 
 def _display_name(source: str) -> str:
@@ -175,28 +194,35 @@ def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
-def build_datasets(data: DataSection, seed: int, objective: str = "sft"):
+def build_datasets(data: DataSection, seed: int, objective: str = "sft", token: str | None = None):
     """The train and (optional) validation `datasets.Dataset` in TRL's conversational shape."""
     from datasets import Dataset
 
-    rows = load_rows(data, objective)
-    train, validation = split_rows(rows, data.validation_split, seed)
+    rows = load_rows(data, objective, token)
+    if data.validation_source:
+        train, validation = rows, load_validation(data, objective, token)
+    else:
+        train, validation = split_rows(rows, data.validation_split, seed)
     return Dataset.from_list(train), (Dataset.from_list(validation) if validation else None)
 
 
-def data_summary(data: DataSection, objective: str = "sft") -> dict[str, Any]:
+def data_summary(data: DataSection, objective: str = "sft", token: str | None = None) -> dict[str, Any]:
     """What a job trained on, saved beside it: each source's hash, format, task, row counts and labels
     (a classifier's label set is what its results are scored against later)."""
     import hashlib
 
     summary = []
-    for loaded in load_sources(data, objective):
-        digest = hashlib.sha256(source_path(loaded.source).read_bytes()).hexdigest()
+    for loaded in load_sources(data, objective, token):
+        hub = loaded.source.startswith(HUB_PREFIX)  # the Hub revision identifies it instead of a file hash
+        digest = None if hub else hashlib.sha256(source_path(loaded.source).read_bytes()).hexdigest()
         fmt = loaded.detected.format.name if loaded.detected and loaded.detected.format else None
         summary.append(
             {
                 "source": loaded.source,
                 "sha256": digest,
+                "hub": {"config": data.hub_config, "split": data.hub_split, "revision": data.hub_revision}
+                if hub
+                else None,
                 "format": fmt,
                 "task": loaded.task,
                 "rows_read": loaded.rows_read,

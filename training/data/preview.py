@@ -82,7 +82,7 @@ def _answer_after(tokenizer, prompt: str, conversation: list[dict[str, str]]) ->
 
 def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> list[RenderedExample]:
     tokenizer = load_tokenizer(spec, token)
-    return [render_row(tokenizer, row) for row in load_rows(spec.data, spec.method.objective)[:count]]
+    return [render_row(tokenizer, row) for row in load_rows(spec.data, spec.method.objective, token)[:count]]
 
 
 def render_row(tokenizer, row: dict) -> RenderedExample:
@@ -108,7 +108,7 @@ def summarize(spec: JobSpec, token: str | None = None) -> DataSummary:
     """Rows, tokens and optimizer steps for the GPU preview, counted with the model's tokenizer."""
     tokenizer = load_tokenizer(spec, token)
     hp = spec.hyperparameters
-    rows = load_rows(spec.data, spec.method.objective)
+    rows = load_rows(spec.data, spec.method.objective, token)
     train, validation = split_rows(rows, spec.data.validation_split, hp.seed)
     lengths = [n for row in train for n in token_lengths(tokenizer, row)]
     # The Trainer's count: batches per epoch, divided by accumulation, at least one update

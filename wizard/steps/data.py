@@ -17,8 +17,10 @@ from wizard.data_report import report_html
 from wizard.form import (
     DEMO_NAME,
     FIELD_MAP,
+    HUB_DATASET,
     MIX_GENERAL,
     SOURCE_DEMO,
+    SOURCE_HUB,
     SOURCE_KIND,
     SOURCE_UPLOAD,
     UPLOADED_PATH,
@@ -31,12 +33,17 @@ PATHS = [
     "method.objective",
     SOURCE_KIND,
     DEMO_NAME,
+    HUB_DATASET,
+    "data.hub_config",
+    "data.hub_split",
+    "data.hub_revision",
     "data.format",
     FIELD_MAP,
     "data.assistant_name",
     "data.assistant_maker",
     MIX_GENERAL,
     "data.validation_split",
+    "data.validation_source",
 ]
 PREVIEW_ROWS = 3
 
@@ -63,14 +70,14 @@ def keep_upload(temporary_path: str | None, uploads_dir: Path) -> str:
     return str(target)
 
 
-def render_preview(form: SpecForm, values) -> str:
+def render_preview(form: SpecForm, values, token: str | None = None) -> str:
     from training.data.check import check_data  # imports transformers: only when asked
 
     spec, problems = form.build(values)
     if spec is None:
         return "<p>" + html.escape("; ".join(message for _, message in problems)) + "</p>"
     try:
-        return report_html(check_data(spec, preview_rows=PREVIEW_ROWS))
+        return report_html(check_data(spec, token=token, preview_rows=PREVIEW_ROWS))
     except UserError as error:
         return f"<p>{html.escape(str(error))}</p>"
 
@@ -81,10 +88,14 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         form.field("data.task", label="Task")
         form.field("method.objective")
     base_source = form.base.data.source
-    is_demo = base_source.startswith("demo:")
+    is_demo, is_hub = base_source.startswith("demo:"), base_source.startswith("hub:")
     kind = form.extra(
         SOURCE_KIND,
-        gr.Radio([SOURCE_DEMO, SOURCE_UPLOAD], label="Data source", value=SOURCE_DEMO if is_demo else SOURCE_UPLOAD),
+        gr.Radio(
+            [SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB],
+            label="Data source",
+            value=SOURCE_DEMO if is_demo else SOURCE_HUB if is_hub else SOURCE_UPLOAD,
+        ),
     )
     demos = demo_names()
     form.extra(
@@ -100,7 +111,20 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     upload = gr.File(
         label="Your data: JSONL, JSON, CSV, TSV, Parquet or plain text", file_types=list(SUFFIXES), type="filepath"
     )
-    uploaded_path = form.extra(UPLOADED_PATH, gr.Textbox(visible=False, value="" if is_demo else base_source))
+    uploaded_path = form.extra(UPLOADED_PATH, gr.Textbox(visible=False, value="" if is_demo or is_hub else base_source))
+    with gr.Accordion("Hugging Face dataset", open=is_hub), gr.Row():
+        form.extra(
+            HUB_DATASET,
+            gr.Textbox(
+                value=base_source.removeprefix("hub:") if is_hub else "",
+                label="Dataset id",
+                placeholder="org/name",
+                info="Loaded with your token from step 1 (gated and private datasets need one).",
+            ),
+        )
+        form.field("data.hub_config", label="Configuration")
+        form.field("data.hub_split", label="Split")
+        form.field("data.hub_revision", label="Revision")
     with gr.Row():
         form.field("data.format", label="Format")
         form.extra(
@@ -122,7 +146,9 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             info="Keeps the model's general knowledge while it learns your data.",
         ),
     )
-    form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
+    with gr.Row():
+        form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
+        form.field("data.validation_source", label="Or separate validation data")
     upload.upload(
         lambda path: (keep_upload(path, uploads_dir), SOURCE_UPLOAD),
         inputs=upload,

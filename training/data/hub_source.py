@@ -1,0 +1,78 @@
+"""Rows from a Hugging Face Hub dataset (`data.source: hub:org/name`), loaded with `datasets`.
+
+The person's token is passed explicitly (`token or False`), so a token saved on this machine is
+never borrowed; every failure (not found, gated, bad token, unknown split or config, offline)
+becomes a `Problem` naming the field to change, like a bad file does.
+"""
+
+from __future__ import annotations
+
+from training.data.read import Rows
+from training.spec import HUB_PREFIX, DataSection
+
+HUB_DATASETS = "https://huggingface.co/datasets"
+
+
+def read_hub_rows(data: DataSection, source: str, token: str | None, split: str | None = None, max_rows=None) -> Rows:
+    from datasets import load_dataset
+
+    result = Rows()
+    repo = source.removeprefix(HUB_PREFIX).strip()
+    split = split or data.hub_split
+    try:
+        dataset = load_dataset(repo, data.hub_config, split=split, revision=data.hub_revision, token=token or False)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a problem the person can act on
+        rule, message, fix = explain(error, repo, split, token is not None)
+        result.add(rule, "file", message, fix)
+        return result
+    count = len(dataset) if not max_rows else min(len(dataset), max_rows)
+    for index in range(count):
+        result.rows.append((f"row {index + 1}", dict(dataset[index])))
+    if not result.rows:
+        result.add("file.empty", "file", f"the {split} split of {repo} has no rows.", "Pick another split.")
+    return result
+
+
+def explain(error: BaseException, repo: str, split: str, token_given: bool) -> tuple[str, str, str]:
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    page = f"{HUB_DATASETS}/{repo}"
+    chain = list(_chain(error))
+    # `datasets` wraps the Hub's errors (a gated repo arrives as DatasetNotFoundError saying "gated"), so
+    # look for the most specific cause anywhere in the chain before the general ones
+    if any(isinstance(link, OfflineModeIsEnabled) for link in chain):
+        return "hub.offline", "Hub access is switched off here (HF_HUB_OFFLINE=1).", "Unset it, or upload a file."
+    if any(isinstance(link, GatedRepoError) or "gated" in str(link).lower() for link in chain):
+        fix = f"Accept its terms at {page}" + (" and try again." if token_given else ", then enter your token.")
+        return "hub.gated", f"data.source: {repo} is gated.", fix
+    for link in chain:
+        if isinstance(link, RepositoryNotFoundError) or type(link).__name__ == "DatasetNotFoundError":
+            tail = "if it is private, check your token can read it." if token_given else "a private one needs a token."
+            return "hub.not_found", f"data.source: {repo} was not found on the Hub.", f"Check the id (org/name); {tail}"
+        if isinstance(link, HfHubHTTPError) and link.response is not None and link.response.status_code == 401:
+            return "hub.token", "token: the Hugging Face Hub refused this token.", "Create a read token and paste it."
+    text = str(error)
+    if "Unknown split" in text or ("split" in text.lower() and "not" in text.lower()):
+        return "hub.split", f"data.hub_split: {repo} has no split {split!r}.", "Pick one of its splits (often train)."
+    if "config" in text.lower() and ("missing" in text.lower() or "available" in text.lower()):
+        first = text.splitlines()[0][:200]
+        return "hub.config", f"data.hub_config: {first}", "Set data.hub_config to one of the configurations named."
+    if any(
+        type(link).__name__ in ("ConnectError", "ConnectionError", "TimeoutError", "ConnectTimeout") for link in chain
+    ):
+        return "hub.unreachable", "the Hugging Face Hub could not be reached.", "Check the network, or upload a file."
+    # Only the class name: an unknown error's text could quote request headers
+    return (
+        "hub.failed",
+        f"loading {repo} failed ({type(error).__name__}).",
+        "Try again, or download it and upload a file.",
+    )
+
+
+def _chain(error: BaseException):
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
