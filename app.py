@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", help="Folder for converted models (default: ~/.cache/lathe).")
     parser.add_argument("--host", default="127.0.0.1", help="Address to serve the wizard on.")
     parser.add_argument("--port", type=int, default=7860, help="Port to serve the wizard on.")
+    parser.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=int(os.environ.get("LATHE_MAX_UPLOAD_MB", "100")),
+        help="Largest data file the wizard accepts, in MB (default 100; env LATHE_MAX_UPLOAD_MB).",
+    )
     commands = parser.add_subparsers(dest="command")
 
     train = commands.add_parser("train", help="Run a job from a spec file, headless.")
@@ -254,7 +260,9 @@ def command_serve(args) -> int:
     from training.jobs import JobManager
     from wizard.app import launch
 
-    launch(JobManager(args.jobs_dir), host=args.host, port=args.port)
+    if args.max_upload_mb < 1:
+        raise UserError("--max-upload-mb must be at least 1.")
+    launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
     return 0
 
 

@@ -110,3 +110,16 @@ def test_picking_a_catalog_model_suggests_its_settings():
     updates = dict(zip(paths, suggested_values("meta-llama/Llama-3.1-8B-Instruct", paths), strict=True))
     assert updates["method.type"]["value"] == "qlora" and updates["hyperparameters.context_length"]["value"] == 2048
     assert all("value" not in u for u in suggested_values("someone/unknown-model", paths))
+
+
+def test_uploads_past_the_hosts_limit_are_refused_with_the_limit(tmp_path):
+    import httpx
+
+    demo = launch(JobManager(tmp_path / "jobs"), port=None, block=False, max_upload_mb=1)
+    try:
+        url = demo.local_url.rstrip("/") + "/gradio_api/upload"
+        too_big = httpx.post(url, files={"files": ("big.jsonl", b"x" * (2 * 2**20))}, timeout=30)
+        assert too_big.status_code == 413 and "maximum allowed size of 1048576 bytes" in too_big.text
+        assert httpx.post(url, files={"files": ("ok.jsonl", b"{}\n")}, timeout=30).status_code == 200
+    finally:
+        demo.close()

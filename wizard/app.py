@@ -21,7 +21,7 @@ from wizard.form import SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
 
 STEP_MODEL, STEP_DATA, STEP_HYPER, STEP_PREVIEW, STEP_LAUNCH = 1, 2, 3, 4, 5
-UPLOAD_LIMIT = "20mb"
+DEFAULT_MAX_UPLOAD_MB = 100  # the data check handles 100 MB in ~15 s here (docs/benchmarks.md)
 
 
 def build_ui(manager: JobManager) -> gr.Blocks:
@@ -197,7 +197,13 @@ def can_chat(snapshot) -> bool:
         return False
 
 
-def launch(manager: JobManager, host: str = "127.0.0.1", port: int | None = 7860, block: bool = True):
+def launch(
+    manager: JobManager,
+    host: str = "127.0.0.1",
+    port: int | None = 7860,
+    block: bool = True,
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+):
     demo = build_ui(manager)
     demo.queue().launch(
         server_name=host,
@@ -207,7 +213,7 @@ def launch(manager: JobManager, host: str = "127.0.0.1", port: int | None = 7860
         show_error=False,
         enable_monitoring=False,
         run_history=False,  # it would keep every input, the token included, in the browser's storage
-        max_file_size=UPLOAD_LIMIT,
+        max_file_size=f"{max_upload_mb}mb",  # gradio refuses bigger uploads and says the limit
         ssr_mode=False,
         footer_links=["api"],
     )
