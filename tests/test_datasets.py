@@ -145,6 +145,9 @@ def test_each_format_is_detected_mapped_rendered_and_trained(name, tiny_spec, tm
         assert example.prompt == "" and example.completion == loaded.examples[0]["text"]
     else:  # the model's own chat template, with the answer as the trained part
         assert "<|im_start|>user" in example.prompt and example.completion.endswith("<|im_end|>\n")
+    if task == "language_modeling":  # marked-up text is pointed out; plain prose is not
+        flagged = "text.preformatted" in {p.rule for _, p in check_data(spec).all_problems}
+        assert flagged == (name == "text_preformatted")
     if task == "classification":
         assert loaded.labels == {"negative": 4, "positive": 4}
         assert "Answer with one of: negative, positive." in example.prompt

@@ -12,6 +12,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
+from training.data.formats import preformatted
 from training.data.load import Loaded, load_source, load_sources, split_rows
 from training.data.preview import RenderedExample, load_tokenizer, render_row, token_lengths
 from training.data.read import Problem
@@ -132,6 +133,18 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
     examples = [(s.source, where, ex) for s in sources for where, ex in zip(s.locations, s.examples, strict=True)]
     if not examples:
         return report
+    for loaded in sources:
+        if loaded.task == "language_modeling" and preformatted(loaded.examples):
+            loaded.problems.append(
+                Problem(
+                    "text.preformatted",
+                    "file",
+                    "the text already carries a model's prompt markers "
+                    "([INST], <|im_start|>, ### Human: …); it is trained exactly as it is.",
+                    "Check they match the model you tune, or use chat rows so its own template is applied.",
+                    "warning",
+                )
+            )
     _duplicates(report, examples)
     _overlap(report, [ex for _, _, ex in examples], spec)
     tokenizer = load_tokenizer(spec, token)
