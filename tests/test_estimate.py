@@ -1,0 +1,90 @@
+"""The estimator reproduces published memory figures on paper, and its suggestions keep the batch."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.estimate import (
+    FITS,
+    GB,
+    WONT_FIT,
+    Device,
+    estimate_memory,
+    estimate_seconds,
+    suggestions,
+    verdict,
+)
+from training.sizes import ModelShape
+from training.spec import JobSpec
+
+# Llama-2-7B's shape (the model behind LLaMA-Factory's README memory table)
+LLAMA_7B = ModelShape(
+    vocab=32000, hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32, head_dim=128, tied_embeddings=False
+)
+A100 = Device(kind="cuda", name="NVIDIA A100-SXM4-80GB", memory_gb=80, bf16=True)
+T4 = Device(kind="cuda", name="Tesla T4", memory_gb=15, bf16=False)
+
+
+def spec(**changes) -> JobSpec:
+    base = {"hyperparameters.batch_size": 1, "hyperparameters.context_length": 512, "method.lora_r": 8}
+    return JobSpec().with_overrides({**base, **changes})
+
+
+@pytest.mark.parametrize(
+    ("method", "published_gb"),
+    [("qlora", 6), ("lora", 16), ("full", 60)],
+)
+def test_a_7b_model_matches_the_published_table_within_20_percent(method, published_gb):
+    """LLaMA-Factory's README: 7B QLoRA 4-bit ≈ 6 GB, LoRA 16-bit ≈ 16 GB, full bf16 ≈ 60 GB (short context)."""
+    estimate = estimate_memory(spec(**{"method.type": method}), LLAMA_7B, A100)
+    assert estimate.total / GB == pytest.approx(published_gb, rel=0.20), estimate.lines()
+
+
+def test_the_breakdown_explains_where_memory_goes():
+    lora = estimate_memory(spec(), LLAMA_7B, A100)
+    assert lora.weights > 10 * lora.trainable_state  # LoRA: the frozen base dominates
+    long = estimate_memory(
+        spec(
+            **{
+                "hyperparameters.context_length": 8192,
+                "hyperparameters.batch_size": 8,
+                "hyperparameters.gradient_checkpointing": "off",
+            }
+        ),
+        LLAMA_7B,
+        A100,
+    )
+    assert long.activations > long.weights  # at long context activations take over (peft#1514)
+    checkpointed = estimate_memory(
+        spec(
+            **{
+                "hyperparameters.context_length": 8192,
+                "hyperparameters.batch_size": 8,
+                "hyperparameters.gradient_checkpointing": "on",
+            }
+        ),
+        LLAMA_7B,
+        A100,
+    )
+    assert checkpointed.activations < long.activations / 5
+
+
+def test_wont_fit_comes_with_changes_that_keep_the_effective_batch():
+    heavy = spec(**{"method.type": "full", "hyperparameters.batch_size": 8, "hyperparameters.gradient_accumulation": 2})
+    assert verdict(estimate_memory(heavy, LLAMA_7B, T4), T4) == WONT_FIT
+    options = suggestions(heavy, LLAMA_7B, T4)
+    labels = [label for label, _, _ in options]
+    assert "QLoRA (4-bit base)" in labels and "micro-batch 4 with accumulation 4" in labels
+    for _label, changed, _ in options:
+        hp = changed.hyperparameters
+        assert hp.batch_size * hp.gradient_accumulation == 16
+    best_label, best, summary = options[0]
+    assert best_label == "QLoRA (4-bit base)" and FITS in summary
+
+
+def test_time_follows_flops_over_achieved_throughput():
+    lora, full = spec(), spec(**{"method.type": "full"})
+    tokens = 1_000_000
+    assert estimate_seconds(full, LLAMA_7B, A100, tokens) > estimate_seconds(lora, LLAMA_7B, A100, tokens)
+    measured = estimate_seconds(lora, LLAMA_7B, A100, tokens, efficiency=0.6)
+    assert measured == pytest.approx(estimate_seconds(lora, LLAMA_7B, A100, tokens, efficiency=0.3) / 2)

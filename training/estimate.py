@@ -1,0 +1,251 @@
+"""Will it fit, and how long will it take? A memory and time estimate from the model's config alone.
+
+Memory follows M = W + S + T·(A + G) + O (shared/notes/memory-and-time.md): weights, trainable
+state (gradients and AdamW), tokens per micro-batch times activations and logits per token, and
+framework overhead. Each term is kept, so a person sees *why* a job does not fit, and each
+suggestion keeps the effective batch size (micro-batch × accumulation) unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.sizes import ModelShape
+from training.spec import JobSpec
+
+GB = 2**30
+FITS, TIGHT, WONT_FIT = "Fits", "Tight", "Won't fit"
+LOGIT_BYTES = 12  # bf16 logits upcast to fp32 in the loss, per vocabulary entry per token
+QLORA_LINEAR_BYTES = 0.52  # NF4 with double quantisation, per Linear parameter
+# Dense bf16 peak TFLOP/s by GPU name fragment (fp16 for the T4), from the vendors' sheets
+GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "4090": 165, "T4": 65}
+CPU_GFLOPS_PER_CORE = {"bf16": 200.0, "fp32": 47.0}  # measured GEMM on this project's AVX-512-BF16 CPU
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the estimate is for: a GPU (name, memory) or the CPU (RAM)."""
+
+    kind: str  # "cuda" or "cpu"
+    name: str
+    memory_gb: float  # free memory the job may use
+    bf16: bool
+    cores: int = 1
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: float
+    trainable_state: float
+    activations: float
+    logits: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.trainable_state + self.activations + self.logits + self.overhead
+
+    def lines(self) -> list[str]:
+        parts = [
+            ("weights", self.weights),
+            ("gradients + optimizer", self.trainable_state),
+            ("activations", self.activations),
+            ("logits", self.logits),
+            ("overhead", self.overhead),
+        ]
+        return [f"{name}: {value / GB:.2f} GB" for name, value in parts] + [f"total: {self.total / GB:.2f} GB"]
+
+
+def bytes_per_value(spec: JobSpec, device: Device) -> int:
+    precision = spec.hyperparameters.precision
+    if precision == "auto":
+        precision = "bf16" if device.bf16 or device.kind == "cuda" else "fp32"
+    return 4 if precision == "fp32" else 2
+
+
+def estimate_memory(
+    spec: JobSpec, shape: ModelShape, device: Device, tokens_per_row: int | None = None, answer_share: float = 1.0
+) -> MemoryEstimate:
+    """Peak training memory. `tokens_per_row`: the padded length of a micro-batch's rows (default: the
+    context length); `answer_share`: the share of tokens whose logits are scored (the rest are masked)."""
+    method, hp = spec.method, spec.hyperparameters
+    total = shape.parameters()
+    # Weights stay fp32 on the CPU (bf16 runs through autocast there); the compute dtype on a GPU
+    weight_bytes = 2 if device.kind == "cuda" else 4
+    embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
+    lora = shape.lora_parameters(method.lora_r, method.target_modules)
+    if method.type == "full":
+        # weights + gradients in the weights' dtype, and AdamW's two moments in it too
+        weights, state = total * weight_bytes, total * weight_bytes * 3
+    elif method.type == "qlora":
+        weights = (total - embeddings) * QLORA_LINEAR_BYTES + embeddings * 2
+        state = lora * 8  # TRL keeps QLoRA adapters in bf16: weight, gradient, two moments
+    else:
+        weights, state = total * weight_bytes, lora * 16  # fp32 adapters: 4 + 4 + 8
+    tokens = hp.batch_size * min(tokens_per_row or hp.context_length, hp.context_length)
+    if spec.method.objective == "dpo":
+        tokens *= 2  # the better and the worse answer go through together
+    value = bytes_per_value(spec, device)
+    h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
+    per_layer = value * (6 * h + 2 * kv + 4 * i)
+    if method.lora_dropout > 0 and method.type != "full":
+        per_layer += value * (6 * h + i)  # PEFT keeps a dropped copy of each adapted input
+    checkpointing = hp.gradient_checkpointing == "on" or (
+        hp.gradient_checkpointing == "auto" and device.kind == "cuda" and total >= 1_000_000_000
+    )
+    per_token = value * h * shape.layers + 2 * per_layer if checkpointing else shape.layers * per_layer
+    activations = tokens * per_token
+    logits = tokens * answer_share * shape.vocab * LOGIT_BYTES
+    overhead = (1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)) if device.kind == "cuda" else 0.0
+    return MemoryEstimate(weights, state, activations, logits, overhead)
+
+
+def verdict(estimate: MemoryEstimate, device: Device) -> str:
+    available = device.memory_gb * GB
+    if estimate.total <= 0.85 * available:
+        return FITS
+    return TIGHT if estimate.total <= available else WONT_FIT
+
+
+def suggestions(spec: JobSpec, shape: ModelShape, device: Device, **data) -> list[tuple[str, JobSpec, str]]:
+    """Changes that keep the effective batch size, each with its new estimate and verdict, best first."""
+    hp, options = spec.hyperparameters, []
+    if hp.batch_size > 1:
+        smaller = max(1, hp.batch_size // 2)
+        options.append(
+            (
+                f"micro-batch {smaller} with accumulation {hp.gradient_accumulation * hp.batch_size // smaller}",
+                {
+                    "hyperparameters.batch_size": smaller,
+                    "hyperparameters.gradient_accumulation": hp.gradient_accumulation * hp.batch_size // smaller,
+                },
+            )
+        )
+    if hp.gradient_checkpointing != "on":
+        options.append(("gradient checkpointing on (~30% slower)", {"hyperparameters.gradient_checkpointing": "on"}))
+    if hp.context_length > 256:
+        options.append(
+            (f"context length {hp.context_length // 2}", {"hyperparameters.context_length": hp.context_length // 2})
+        )
+    if spec.method.type != "qlora":
+        options.append(("QLoRA (4-bit base)", {"method.type": "qlora", "output.merge_adapter": False}))
+    if spec.method.type != "full" and spec.method.target_modules == "all-linear":
+        options.append(("adapters on attention only", {"method.target_modules": "attention"}))
+    results = []
+    for label, change in options:
+        changed = spec.with_overrides(change)
+        new = estimate_memory(changed, shape, device, **data)
+        results.append((label, changed, f"{new.total / GB:.1f} GB, {verdict(new, device)}"))
+    return sorted(results, key=lambda item: estimate_memory(item[1], shape, device, **data).total)
+
+
+def flops_per_token(spec: JobSpec, shape: ModelShape) -> float:
+    n = shape.parameters()
+    flops = 6 * n if spec.method.type == "full" else 4 * n
+    if spec.hyperparameters.gradient_checkpointing == "on":
+        flops += 2 * n  # the forward runs again during the backward
+    return flops
+
+
+def efficiency_prior(spec: JobSpec, shape: ModelShape, device: Device) -> float:
+    """The share of peak a run like this usually achieves, before a measurement replaces it."""
+    if device.kind == "cpu":
+        return 0.45  # our LoRA on the 135M model reached ~0.5 of the bf16 GEMM peak here (docs/benchmarks.md)
+    prior = 0.20 if spec.method.type == "qlora" else 0.30
+    if spec.hyperparameters.batch_size * spec.hyperparameters.context_length < 1024:
+        prior /= 2
+    return prior * (0.6 if shape.parameters() < 1_000_000_000 else 1.0)
+
+
+def peak_flops(device: Device, spec: JobSpec) -> float:
+    if device.kind == "cpu":
+        precision = "bf16" if bytes_per_value(spec, device) == 2 else "fp32"
+        return CPU_GFLOPS_PER_CORE[precision] * 1e9 * device.cores
+    peak = next((tf for fragment, tf in GPU_PEAK_TFLOPS.items() if fragment in device.name), 100)
+    return peak * 1e12
+
+
+def estimate_seconds(spec: JobSpec, shape: ModelShape, device: Device, tokens: int, efficiency: float | None = None):
+    """Seconds to train `tokens` tokens: FLOPs ÷ (efficiency × peak). `efficiency` from a measurement, or the prior."""
+    achieved = (efficiency or efficiency_prior(spec, shape, device)) * peak_flops(device, spec)
+    return tokens * flops_per_token(spec, shape) / achieved
+
+
+def devices_found() -> list[Device]:
+    """Every GPU with its free memory, or the CPU with its available RAM."""
+    import psutil
+
+    from training.hardware import detect_hardware
+
+    hardware = detect_hardware()
+    if hardware.gpus:
+        return [Device("cuda", g.name, g.free_gb, g.bf16) for g in hardware.gpus]
+    available = psutil.virtual_memory().available / GB
+    return [Device("cpu", "CPU", available, hardware.cpu_bf16, hardware.cpu_cores)]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Everything the GPU preview shows for one device."""
+
+    device: Device
+    memory: MemoryEstimate
+    verdict: str
+    suggestions: list[tuple[str, JobSpec, str]]
+    seconds: float
+    tokens: int
+
+    def lines(self, price_per_hour: float | None = None) -> list[str]:
+        where = f"{self.device.name} ({self.device.memory_gb:.1f} GB free)"
+        lines = [f"{self.verdict} on {where}: about {self.memory.total / GB:.1f} GB needed"]
+        lines += [f"  {line}" for line in self.memory.lines()]
+        minutes = self.seconds / 60
+        lines.append(f"time: about {minutes:.0f} min for {self.tokens:,} tokens (a prior; Measure replaces it)")
+        if price_per_hour:
+            lines.append(f"cost: about {price_per_hour * self.seconds / 3600:.2f} at {price_per_hour:g} per hour")
+        if self.verdict != FITS:
+            lines.append("to make it fit, keeping the effective batch size:")
+            lines += [f"  - {label}: {summary}" for label, _, summary in self.suggestions[:5]]
+        return lines
+
+
+def preview_job(spec: JobSpec, token: str | None = None, devices: list[Device] | None = None) -> list[Preview]:
+    """The estimate for the spec on each device found, from the model's config and the real data."""
+    from training.data.preview import summarize
+    from training.errors import UserError
+    from training.models import starting_point
+    from training.sizes import read_shape
+
+    reference = starting_point(spec)[0]
+    shape = read_shape(reference)
+    if shape is None:
+        shape = fetch_shape(reference, spec.model.revision, token)
+    if shape is None:
+        raise UserError(
+            "model.name_or_path: its config.json could not be read, so memory cannot be estimated. "
+            "Check access in step 1 (a gated model needs your token), or use a local model."
+        )
+    summary = summarize(spec, token)
+    row_tokens = min(summary.longest_tokens, spec.hyperparameters.context_length)
+    previews = []
+    for device in devices or devices_found():
+        memory = estimate_memory(spec, shape, device, tokens_per_row=row_tokens)
+        found = verdict(memory, device)
+        options = suggestions(spec, shape, device, tokens_per_row=row_tokens) if found != FITS else []
+        seconds = estimate_seconds(spec, shape, device, summary.total_tokens)
+        previews.append(Preview(device, memory, found, options, seconds, summary.total_tokens))
+    return previews
+
+
+def fetch_shape(repo_id: str, revision: str | None, token: str | None) -> ModelShape | None:
+    """Download just config.json of a Hub model (a few KB, with the person's token) and read its shape."""
+    import json
+    from pathlib import Path
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repo_id, "config.json", revision=revision, token=token or False)
+        return ModelShape.from_config(json.loads(Path(path).read_text()))
+    except Exception:  # noqa: BLE001 - any failure means "no estimate", which the caller explains
+        return None
