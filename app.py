@@ -5,6 +5,7 @@
     python app.py chat JOB_DIR             talk to a finished job (--prompt for one answer)
     python app.py score JOB_DIR --prompt P --answer A   score an answer with a finished reward model
     python app.py check-data FILE [--task T --model M]  check a dataset before training (exit 1 if unusable)
+    python app.py estimate SPEC.yaml       memory breakdown, fit verdict and time for each device found
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--map", action="append", default=[], metavar="ROLE=COLUMN", help="Map a column, e.g. text=review."
     )
     check.add_argument("--objective", default=None, help="sft, dpo or reward (default: follows the task).")
+    estimate = commands.add_parser("estimate", help="Will the job fit, and how long will it take?")
+    estimate.add_argument("spec", help="The job spec (YAML).")
+    estimate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    estimate.add_argument("--memory-gb", type=float, help="Estimate for a device with this much free memory instead.")
+    estimate.add_argument("--gpu", help="With --memory-gb: the GPU's name (e.g. A100), for its speed.")
+    estimate.add_argument("--price-per-hour", type=float, help="Show the cost at this hourly price.")
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_score(args)
         if args.command == "check-data":
             return command_check_data(args)
+        if args.command == "estimate":
+            return command_estimate(args)
         return command_serve(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -254,6 +263,22 @@ def command_check_data(args) -> int:
     report = check_data(spec, token=token)
     print(report.to_text())
     return 0 if report.usable else 1
+
+
+def command_estimate(args) -> int:
+    from training.estimate import Device, preview_job
+    from training.spec import load_spec, parse_override
+
+    spec = load_spec(args.spec)
+    if args.overrides:
+        spec = spec.with_overrides(dict(parse_override(text) for text in args.overrides))
+    devices = None
+    if args.memory_gb:
+        kind = "cuda" if args.gpu else "cpu"
+        devices = [Device(kind, args.gpu or "CPU", args.memory_gb, bf16=True, cores=os.cpu_count() or 1)]
+    for preview in preview_job(spec, token=os.environ.get("HF_TOKEN") or None, devices=devices):
+        print("\n".join(preview.lines(args.price_per_hour)))
+    return 0
 
 
 def command_serve(args) -> int:

@@ -74,6 +74,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             click_visible(page, "Next")
             page.get_by_text("4 · GPU preview").wait_for()
             page.get_by_text(re.compile(r"~\d+ optimizer steps")).wait_for()
+            page.get_by_text(re.compile(r"Fits on CPU .* GB needed")).first.wait_for()  # the memory estimate
             page.screenshot(path=SHOTS / "4-preview.png", full_page=True)
             click_visible(page, "Next")
 

@@ -112,3 +112,14 @@ def test_resume_from_the_command_line_finishes_a_stopped_job(tiny_spec, tmp_path
 def test_resume_of_a_folder_that_is_not_a_job(tmp_path):
     result = run_app("train", "--resume", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "There is no job called" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_estimate_prints_the_breakdown_verdict_and_fixes(embedded_model_dir):
+    done = run_app("estimate", "presets/jobs/quickstart.yaml", "--price-per-hour", "2")
+    code, out = done.returncode, done.stdout + done.stderr
+    assert code == 0 and "Fits on CPU" in out and "activations:" in out and "cost: about" in out, out
+    done = run_app(
+        "estimate", "presets/jobs/quickstart.yaml", "--set", "method.type=full", "--memory-gb", "1", "--gpu", "T4"
+    )
+    code, out = done.returncode, done.stdout + done.stderr
+    assert code == 0 and "Won't fit on T4" in out and "QLoRA (4-bit base)" in out, out

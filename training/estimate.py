@@ -131,11 +131,12 @@ def suggestions(spec: JobSpec, shape: ModelShape, device: Device, **data) -> lis
         options.append(("QLoRA (4-bit base)", {"method.type": "qlora", "output.merge_adapter": False}))
     if spec.method.type != "full" and spec.method.target_modules == "all-linear":
         options.append(("adapters on attention only", {"method.target_modules": "attention"}))
-    results = []
+    results, now = [], estimate_memory(spec, shape, device, **data).total
     for label, change in options:
         changed = spec.with_overrides(change)
         new = estimate_memory(changed, shape, device, **data)
-        results.append((label, changed, f"{new.total / GB:.1f} GB, {verdict(new, device)}"))
+        if new.total < 0.95 * now:  # a change that saves nothing here is not worth suggesting
+            results.append((label, changed, f"{new.total / GB:.1f} GB, {verdict(new, device)}"))
     return sorted(results, key=lambda item: estimate_memory(item[1], shape, device, **data).total)
 
 
@@ -200,7 +201,9 @@ class Preview:
         lines = [f"{self.verdict} on {where}: about {self.memory.total / GB:.1f} GB needed"]
         lines += [f"  {line}" for line in self.memory.lines()]
         minutes = self.seconds / 60
-        lines.append(f"time: about {minutes:.0f} min for {self.tokens:,} tokens (a prior; Measure replaces it)")
+        lines.append(
+            f"time: about {minutes:.0f} min for {self.tokens:,} tokens (typical speed for such runs, not measured)"
+        )
         if price_per_hour:
             lines.append(f"cost: about {price_per_hour * self.seconds / 3600:.2f} at {price_per_hour:g} per hour")
         if self.verdict != FITS:

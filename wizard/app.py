@@ -129,10 +129,16 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             outputs=[form.components[p] for p in hyperparameters.PATHS],
             api_visibility="private",
         )
-        preview_outputs = [preview_step.hardware, preview_step.summary, preview_step.spec_yaml, preview_step.download]
+        preview_outputs = [
+            preview_step.hardware,
+            preview_step.summary,
+            preview_step.estimate,
+            preview_step.spec_yaml,
+            preview_step.download,
+        ]
         next_3.click(
-            lambda *values: preview.preview(form, values),
-            inputs=form.inputs,
+            lambda secret, *values: preview.preview(form, values, token=secret or None),
+            inputs=[token, *form.inputs],
             outputs=preview_outputs,
             api_name="gpu_preview",
         )

@@ -18,34 +18,47 @@ SPEC_DOWNLOADS = Path(tempfile.mkdtemp(prefix="lathe-specs-"))
 class PreviewStep:
     hardware: gr.Markdown
     summary: gr.Markdown
+    estimate: gr.Markdown
     spec_yaml: gr.Code
     download: gr.DownloadButton
 
 
-def preview(form: SpecForm, values) -> tuple[str, str, str, str | None]:
-    """(hardware, summary, spec YAML, path of the YAML to download) for the values entered."""
+def estimate_markdown(spec, token: str | None) -> str:
+    from training.estimate import preview_job  # reads the model config and tokenizes the data
+
+    try:
+        previews = preview_job(spec, token)
+    except UserError as error:
+        return f"⚠ {error}"
+    return "\n\n".join("```\n" + "\n".join(p.lines()) + "\n```" for p in previews)
+
+
+def preview(form: SpecForm, values, token: str | None = None) -> tuple[str, str, str, str, str | None]:
+    """(hardware, summary, estimate, spec YAML, path of the YAML to download) for the values entered."""
     from training.data.preview import summarize  # tokenizes the data: imported when first needed
     from training.hardware import detect_hardware
 
     spec, problems = form.build(values)
     hardware = "\n".join(f"- {line}" for line in detect_hardware().describe().splitlines())
     if spec is None:
-        return hardware, problems_markdown(problems), "", None
+        return hardware, problems_markdown(problems), "", "", None
     try:
         summary = summarize(spec).describe()
     except UserError as error:
         summary = f"⚠ {error}"
     path = SPEC_DOWNLOADS / f"{spec.name}.yaml"
     path.write_text(spec.to_yaml())  # the spec never holds the token, so it is safe to hand out
-    return hardware, summary, spec.to_yaml(), str(path)
+    return hardware, summary, estimate_markdown(spec, token), spec.to_yaml(), str(path)
 
 
 def build() -> PreviewStep:
     gr.Markdown("### 4 · GPU preview")
     hardware = gr.Markdown(label="Hardware")
     summary = gr.Markdown()
+    gr.Markdown("**Will it fit, and how long will it take?** (from the model's config and your data)")
+    estimate = gr.Markdown()
     spec_yaml = gr.Code(
         language="yaml", label="The job spec that will run (python app.py train spec.yaml)", interactive=False
     )
     download = gr.DownloadButton("Download spec.yaml", value=None)
-    return PreviewStep(hardware=hardware, summary=summary, spec_yaml=spec_yaml, download=download)
+    return PreviewStep(hardware=hardware, summary=summary, estimate=estimate, spec_yaml=spec_yaml, download=download)
