@@ -57,6 +57,11 @@ class MemoryEstimate:
 
 
 def bytes_per_value(spec: JobSpec, device: Device) -> int:
+    """Bytes per saved activation value. On the CPU bf16 runs as autocast over fp32 weights, which keeps
+    fp32 inputs beside their bf16 casts: measured per-token memory there matched 4 bytes, not 2
+    (benchmarks/estimate_accuracy.py)."""
+    if device.kind == "cpu":
+        return 4
     precision = spec.hyperparameters.precision
     if precision == "auto":
         precision = "bf16" if device.bf16 or device.kind == "cuda" else "fp32"
@@ -95,8 +100,14 @@ def estimate_memory(
     )
     per_token = value * h * shape.layers + 2 * per_layer if checkpointing else shape.layers * per_layer
     activations = tokens * per_token
-    logits = tokens * answer_share * shape.vocab * LOGIT_BYTES
-    overhead = (1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)) if device.kind == "cuda" else 0.0
+    # On the CPU the loss also keeps fp32 logits' gradient (16 B), and loading leaves part of a
+    # second copy of the weights in the process's peak; both measured, see benchmarks/estimate_accuracy.py
+    logit_bytes = LOGIT_BYTES if device.kind == "cuda" else 16
+    logits = tokens * answer_share * shape.vocab * logit_bytes
+    if device.kind == "cuda":
+        overhead = 1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)
+    else:
+        overhead = 0.5 * total * weight_bytes
     return MemoryEstimate(weights, state, activations, logits, overhead)
 
 

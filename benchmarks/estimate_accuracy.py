@@ -1,0 +1,161 @@
+"""How close the memory and time estimates come to reality, on this machine, for several configurations.
+
+    python benchmarks/estimate_accuracy.py
+
+Each configuration trains the embedded model for a few steps in a fresh process on rows that fill
+the context (so every micro-batch has the same shape). The process records its RSS after imports
+(the baseline) and its peak RSS after training; the difference is compared with the estimate.
+The time check is calibrated as the wizard's Measure would be: the first steps give the speed,
+the estimate for the later steps is compared with how long they took. The last lines are
+`worst_memory_error: X%` (target ≤ 20) and `worst_time_error: Y%` (target ≤ 25).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CONFIGS = [
+    {"method.type": "lora", "method.lora_r": 8, "hyperparameters.context_length": 128, "hyperparameters.batch_size": 1},
+    {
+        "method.type": "lora",
+        "method.lora_r": 64,
+        "hyperparameters.context_length": 512,
+        "hyperparameters.batch_size": 4,
+    },
+    {
+        "method.type": "lora",
+        "method.lora_r": 8,
+        "hyperparameters.context_length": 512,
+        "hyperparameters.batch_size": 4,
+        "hyperparameters.gradient_checkpointing": "on",
+    },
+    {"method.type": "lora", "method.lora_r": 8, "hyperparameters.context_length": 512, "hyperparameters.batch_size": 1},
+    {
+        "method.type": "full",
+        "hyperparameters.context_length": 128,
+        "hyperparameters.batch_size": 1,
+        "hyperparameters.learning_rate": 1e-5,
+    },
+    {
+        "method.type": "full",
+        "hyperparameters.context_length": 512,
+        "hyperparameters.batch_size": 4,
+        "hyperparameters.gradient_checkpointing": "on",
+        "hyperparameters.learning_rate": 1e-5,
+    },
+]
+CALIBRATION_STEPS, MEASURED_STEPS = 2, 4
+
+CHILD = r"""
+import json, resource, sys, time
+import psutil
+sys.path.insert(0, {root!r})
+from training.engine import build_trainer, load_model
+from training.data import build_datasets
+from training.hardware import plan_for
+from training.spec import JobSpec
+from transformers import TrainerCallback
+baseline = psutil.Process().memory_info().rss
+spec = JobSpec.model_validate(json.loads({spec!r}))
+plan = plan_for(spec)
+model, tokenizer = load_model(spec, plan, token=None)
+train, _ = build_datasets(spec.data, spec.hyperparameters.seed)
+times = []
+class Clock(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        times.append(time.monotonic())
+trainer = build_trainer(spec, plan, model, tokenizer, train, None, [Clock()], {out!r})
+trainer.train()
+tokens = [len(r) for r in trainer.train_dataset["input_ids"]]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print("RESULT", json.dumps({{"increase": peak - baseline, "times": times, "row_tokens": max(tokens),
+      "answer_share": sum(sum(l != -100 for l in r) for r in trainer.train_dataset["labels"]) / sum(tokens)}}))
+"""
+
+
+def rows_file(folder: Path) -> str:
+    """Rows long enough to fill any context here: a short question, a long answer."""
+    path = folder / "long.jsonl"
+    answer = " ".join(f"river{i % 50} stone light" for i in range(400))
+    lines = [
+        json.dumps(
+            {"messages": [{"role": "user", "content": f"Tell me story {n}."}, {"role": "assistant", "content": answer}]}
+        )
+        for n in range(64)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def main() -> int:
+    from training.estimate import GB, Device, estimate_memory, estimate_seconds, flops_per_token
+    from training.hardware import detect_hardware
+    from training.models import embedded_model_dir
+    from training.sizes import read_shape
+    from training.spec import JobSpec
+
+    hardware = detect_hardware()
+    device = Device("cpu", "CPU", 0, hardware.cpu_bf16, hardware.cpu_cores)
+    model_dir = str(embedded_model_dir())
+    shape = read_shape(model_dir)
+    memory_errors, time_errors = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        source = rows_file(Path(folder))
+        for number, config in enumerate(CONFIGS, start=1):
+            steps = CALIBRATION_STEPS + MEASURED_STEPS
+            spec = JobSpec().with_overrides(
+                {
+                    "model.name_or_path": model_dir,
+                    "data.source": source,
+                    "data.mix_in": [],
+                    "hyperparameters.max_steps": steps,
+                    "hyperparameters.save_steps": 1000,
+                    **config,
+                }
+            )
+            child = CHILD.format(root=str(ROOT), spec=spec.model_dump_json(), out=f"{folder}/run{number}")
+            done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=ROOT)
+            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                print(done.stderr[-2000:])
+                return 1
+            result = json.loads(line.removeprefix("RESULT "))
+            estimate = estimate_memory(
+                spec, shape, device, tokens_per_row=result["row_tokens"], answer_share=result["answer_share"]
+            )
+            memory_error = estimate.total / result["increase"] - 1
+            # Calibrate on the first steps, as Measure does, then predict the rest
+            times = result["times"]
+            tokens_per_step = spec.hyperparameters.batch_size * result["row_tokens"]
+            calibration = times[CALIBRATION_STEPS - 1] - times[0]
+            achieved = tokens_per_step * (CALIBRATION_STEPS - 1) * flops_per_token(spec, shape) / calibration
+            from training.estimate import peak_flops
+
+            efficiency = achieved / peak_flops(device, spec)
+            predicted = estimate_seconds(spec, shape, device, tokens_per_step * MEASURED_STEPS, efficiency)
+            actual = times[-1] - times[CALIBRATION_STEPS - 1]
+            time_error = predicted / actual - 1
+            memory_errors.append(abs(memory_error))
+            time_errors.append(abs(time_error))
+            label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in config.items() if "learning_rate" not in k)
+            print(
+                f"{number}. {label}: memory estimated {estimate.total / GB:.2f} GB, measured "
+                f"{result['increase'] / GB:.2f} GB, ratio {estimate.total / result['increase']:.2f}; "
+                f"time predicted {predicted:.1f} s, took {actual:.1f} s, ratio {predicted / actual:.2f}"
+            )
+    print(f"worst_memory_error: {100 * max(memory_errors):.0f}%")
+    print(f"worst_time_error: {100 * max(time_errors):.0f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
