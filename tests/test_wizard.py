@@ -123,3 +123,14 @@ def test_uploads_past_the_hosts_limit_are_refused_with_the_limit(tmp_path):
         assert httpx.post(url, files={"files": ("ok.jsonl", b"{}\n")}, timeout=30).status_code == 200
     finally:
         demo.close()
+
+
+def test_launch_asks_for_confirmation_when_the_job_wont_fit(embedded_model_dir):
+    from training.spec import JobSpec
+    from wizard.steps.preview import fit_warning
+
+    base = JobSpec().with_overrides({"model.name_or_path": str(embedded_model_dir), "data.max_rows": 16})
+    assert fit_warning(base, None) is None  # the quick job fits this machine
+    huge = base.with_overrides({"method.type": "full", "hyperparameters.batch_size": 1024})
+    warning = fit_warning(huge, None)
+    assert warning and "Estimated not to fit" in warning and "GB free" in warning and "Launch even if" in warning

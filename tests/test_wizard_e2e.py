@@ -128,3 +128,12 @@ def test_next_checks_the_disk_and_the_hardware_for_its_step(app):
     if not torch.cuda.is_available():  # fp16 is fine on a GPU
         assert "fp16 needs a GPU" in problems("/next_3", Precision="fp16")
     assert problems("/next_3") == ""  # the defaults pass
+
+
+def test_launch_of_a_job_estimated_not_to_fit_needs_a_tick(app):
+    demo, jobs_dir = app
+    client = Client(demo.local_url, verbose=False)
+    huge = form_values(client, "/launch", **{"Job name": "huge", "Method": "full", "Batch size": 1024})
+    message, _ = client.predict(*huge, api_name="/launch")
+    assert "Estimated not to fit" in message
+    assert not any(p.name.startswith("huge") for p in jobs_dir.iterdir())

@@ -55,6 +55,11 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                             label="If another job is training, queue this one",
                             info="One job trains at a time. Untick to be told instead of waiting.",
                         )
+                        launch_anyway = gr.Checkbox(
+                            False,
+                            label="Launch even if the estimate says it won't fit",
+                            info="The estimate can be wrong; training then stops with an out-of-memory message.",
+                        )
                         launch_problems = gr.Markdown()
                         run_view = monitor.build(manager)
                         back_5 = gr.Button("Back")
@@ -143,7 +148,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             api_name="gpu_preview",
         )
 
-        def launch(secret, queue, *values):
+        def launch(secret, queue, anyway, *values):
             from training.preflight import preflight_problems
 
             spec, problems = form.build(values)
@@ -151,6 +156,9 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             problems = problems or preflight_problems(spec, manager.jobs_dir, token=secret or None)
             if problems:
                 return problems_markdown(problems), gr.update()
+            warning = None if anyway else preview.fit_warning(spec, secret or None)
+            if warning:
+                return warning, gr.update()
             try:
                 job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None, queue=queue)
             except UserError as error:
@@ -159,7 +167,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
 
         launch_button.click(
             launch,
-            inputs=[token, queue_if_busy, *form.inputs],
+            inputs=[token, queue_if_busy, launch_anyway, *form.inputs],
             outputs=[launch_problems, run_view.job],
             api_name="launch",
         )

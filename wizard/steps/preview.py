@@ -33,6 +33,26 @@ def estimate_markdown(spec, token: str | None) -> str:
     return "\n\n".join("```\n" + "\n".join(p.lines()) + "\n```" for p in previews)
 
 
+def fit_warning(spec, token: str | None) -> str | None:
+    """A message when the estimate says the job won't fit on any device here; None when it may go ahead."""
+    from training.estimate import WONT_FIT, preview_job
+
+    try:
+        previews = preview_job(spec, token)
+    except UserError:
+        return None  # no estimate (e.g. an unknown architecture): nothing to warn about
+    if not previews or any(p.verdict != WONT_FIT for p in previews):
+        return None
+    first = previews[0]
+    fixes = "; ".join(label for label, _, _ in first.suggestions[:3])
+    return (
+        f"⚠ Estimated not to fit: about {first.memory.total / 2**30:.1f} GB needed, "
+        f"{first.device.memory_gb:.1f} GB free on {first.device.name}."
+        + (f" Try: {fixes}." if fixes else "")
+        + " Change the settings, or tick 'Launch even if the estimate says it won't fit'."
+    )
+
+
 def preview(form: SpecForm, values, token: str | None = None) -> tuple[str, str, str, str, str | None]:
     """(hardware, summary, estimate, spec YAML, path of the YAML to download) for the values entered."""
     from training.data.preview import summarize  # tokenizes the data: imported when first needed
