@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--memory-gb", type=float, help="Estimate for a device with this much free memory instead.")
     estimate.add_argument("--gpu", help="With --memory-gb: the GPU's name (e.g. A100), for its speed.")
     estimate.add_argument("--price-per-hour", type=float, help="Show the cost at this hourly price.")
+    estimate.add_argument("--measure", action="store_true", help="Time a few real steps here instead of a prior.")
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -276,7 +277,17 @@ def command_estimate(args) -> int:
     if args.memory_gb:
         kind = "cuda" if args.gpu else "cpu"
         devices = [Device(kind, args.gpu or "CPU", args.memory_gb, bf16=True, cores=os.cpu_count() or 1)]
-    for preview in preview_job(spec, token=os.environ.get("HF_TOKEN") or None, devices=devices):
+    token = os.environ.get("HF_TOKEN") or None
+    speed = None
+    if args.measure:
+        import tempfile
+
+        from training.estimate import MEASURE_STEPS, measure_speed
+        from training.jobs import JobManager
+
+        print(f"measuring: {MEASURE_STEPS} real steps of this job...", flush=True)
+        speed = measure_speed(JobManager(tempfile.mkdtemp(prefix="lathe-measure-jobs-")), spec, token)
+    for preview in preview_job(spec, token=token, devices=devices, measured_tokens_per_second=speed):
         print("\n".join(preview.lines(args.price_per_hour)))
     return 0
 

@@ -137,3 +137,11 @@ def test_launch_of_a_job_estimated_not_to_fit_needs_a_tick(app):
     message, _ = client.predict(*huge, api_name="/launch")
     assert "Estimated not to fit" in message
     assert not any(p.name.startswith("huge") for p in jobs_dir.iterdir())
+
+
+def test_measure_times_real_steps_in_a_worker_and_leaves_no_job(app):
+    demo, jobs_dir = app
+    client = Client(demo.local_url, verbose=False)
+    result = client.predict(*form_values(client, "/measure_speed"), api_name="/measure_speed")
+    assert re.search(r"measured here: \d+ tokens/s", result), result
+    assert not list(jobs_dir.iterdir()) or all(not p.name.endswith("-measure") for p in jobs_dir.iterdir())

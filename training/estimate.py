@@ -206,15 +206,19 @@ class Preview:
     suggestions: list[tuple[str, JobSpec, str]]
     seconds: float
     tokens: int
+    measured_tokens_per_second: float | None = None
 
     def lines(self, price_per_hour: float | None = None) -> list[str]:
         where = f"{self.device.name} ({self.device.memory_gb:.1f} GB free)"
         lines = [f"{self.verdict} on {where}: about {self.memory.total / GB:.1f} GB needed"]
         lines += [f"  {line}" for line in self.memory.lines()]
         minutes = self.seconds / 60
-        lines.append(
-            f"time: about {minutes:.0f} min for {self.tokens:,} tokens (typical speed for such runs, not measured)"
+        how = (
+            f"measured here: {self.measured_tokens_per_second:.0f} tokens/s"
+            if self.measured_tokens_per_second
+            else "typical speed for such runs, not measured"
         )
+        lines.append(f"time: about {minutes:.0f} min for {self.tokens:,} tokens ({how})")
         if price_per_hour:
             lines.append(f"cost: about {price_per_hour * self.seconds / 3600:.2f} at {price_per_hour:g} per hour")
         if self.verdict != FITS:
@@ -223,8 +227,14 @@ class Preview:
         return lines
 
 
-def preview_job(spec: JobSpec, token: str | None = None, devices: list[Device] | None = None) -> list[Preview]:
-    """The estimate for the spec on each device found, from the model's config and the real data."""
+def preview_job(
+    spec: JobSpec,
+    token: str | None = None,
+    devices: list[Device] | None = None,
+    measured_tokens_per_second: float | None = None,
+) -> list[Preview]:
+    """The estimate for the spec on each device found, from the model's config and the real data.
+    A measured speed (`measure_speed`, on this machine) replaces the efficiency prior for the time."""
     from training.data.preview import summarize
     from training.errors import UserError
     from training.models import starting_point
@@ -247,7 +257,11 @@ def preview_job(spec: JobSpec, token: str | None = None, devices: list[Device] |
         found = verdict(memory, device)
         options = suggestions(spec, shape, device, tokens_per_row=row_tokens) if found != FITS else []
         seconds = estimate_seconds(spec, shape, device, summary.total_tokens)
-        previews.append(Preview(device, memory, found, options, seconds, summary.total_tokens))
+        if measured_tokens_per_second:
+            seconds = summary.total_tokens / measured_tokens_per_second
+        previews.append(
+            Preview(device, memory, found, options, seconds, summary.total_tokens, measured_tokens_per_second)
+        )
     return previews
 
 
@@ -263,3 +277,34 @@ def fetch_shape(repo_id: str, revision: str | None, token: str | None) -> ModelS
         return ModelShape.from_config(json.loads(Path(path).read_text()))
     except Exception:  # noqa: BLE001 - any failure means "no estimate", which the caller explains
         return None
+
+
+MEASURE_STEPS = 4  # the first step warms up (allocations, kernels); the rest give the speed
+
+
+def measure_speed(manager, spec: JobSpec, token: str | None = None, timeout: float = 600.0) -> float:
+    """Tokens per second of a few real steps of this job, run by a worker like any job (then deleted)."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from training.errors import UserError
+
+    probe = spec.with_overrides(
+        {"name": f"{spec.name}-measure", "hyperparameters.max_steps": MEASURE_STEPS, "output.merge_adapter": False}
+    )
+    job_dir = Path(tempfile.mkdtemp(prefix="lathe-measure-"))
+    try:
+        job_id = manager.start(probe, secrets={"HF_TOKEN": token} if token else None, job_dir=job_dir)
+        snapshot = manager.wait(job_id, timeout=timeout)
+        if snapshot.state != "completed":
+            manager.stop(job_id)
+            raise UserError(f"The measuring run did not finish ({snapshot.state}): {snapshot.message}".strip())
+        records = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines() if line]
+        rates = [r["tokens_per_second"] for r in records if r["type"] == "progress" and r["step"] > 1]
+        if not rates:
+            raise UserError("The measuring run logged no speed; try again.")
+        return sum(rates) / len(rates)
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)

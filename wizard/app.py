@@ -148,6 +148,13 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             api_name="gpu_preview",
         )
 
+        preview_step.measure.click(
+            lambda secret, *values: preview.measured(manager, form, values, secret or None),
+            inputs=[token, *form.inputs],
+            outputs=preview_step.estimate,
+            api_name="measure_speed",
+        )
+
         def launch(secret, queue, anyway, *values):
             from training.preflight import preflight_problems
 

@@ -19,15 +19,16 @@ class PreviewStep:
     hardware: gr.Markdown
     summary: gr.Markdown
     estimate: gr.Markdown
+    measure: gr.Button
     spec_yaml: gr.Code
     download: gr.DownloadButton
 
 
-def estimate_markdown(spec, token: str | None) -> str:
+def estimate_markdown(spec, token: str | None, speed: float | None = None) -> str:
     from training.estimate import preview_job  # reads the model config and tokenizes the data
 
     try:
-        previews = preview_job(spec, token)
+        previews = preview_job(spec, token, measured_tokens_per_second=speed)
     except UserError as error:
         return f"⚠ {error}"
     return "\n\n".join("```\n" + "\n".join(p.lines()) + "\n```" for p in previews)
@@ -77,8 +78,24 @@ def build() -> PreviewStep:
     summary = gr.Markdown()
     gr.Markdown("**Will it fit, and how long will it take?** (from the model's config and your data)")
     estimate = gr.Markdown()
+    measure = gr.Button("Measure: time a few real steps of this job here", size="sm")
     spec_yaml = gr.Code(
         language="yaml", label="The job spec that will run (python app.py train spec.yaml)", interactive=False
     )
     download = gr.DownloadButton("Download spec.yaml", value=None)
-    return PreviewStep(hardware=hardware, summary=summary, estimate=estimate, spec_yaml=spec_yaml, download=download)
+    return PreviewStep(
+        hardware=hardware, summary=summary, estimate=estimate, measure=measure, spec_yaml=spec_yaml, download=download
+    )
+
+
+def measured(manager, form: SpecForm, values, token: str | None) -> str:
+    """The estimate again, with the time from a short real run (in a worker, like any job)."""
+    from training.estimate import measure_speed
+
+    spec, problems = form.build(values)
+    if spec is None:
+        return problems_markdown(problems)
+    try:
+        return estimate_markdown(spec, token, speed=measure_speed(manager, spec, token))
+    except UserError as error:
+        return f"⚠ {error}"
