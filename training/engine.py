@@ -34,6 +34,7 @@ from training.data.load import data_summary
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
+from training.launch import rank, world_size
 from training.models import merge_adapters, starting_point
 from training.spec import JobSpec
 
@@ -97,6 +98,7 @@ def training_arguments(spec: JobSpec, plan: Plan, output_dir: Path, gradient_che
         report_to=["tensorboard"],
         disable_tqdm=True,  # progress reaches people as events; tqdm bars only clutter worker.log
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # frozen base weights are not "unused"; searching costs a pass
     )
 
 
@@ -242,7 +244,7 @@ class EventCallback(TrainerCallback):
         self.diverged_at: int | None = None  # the step whose loss or gradient norm was not a number
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.should_stop():
+        if stop_everywhere(self.should_stop()):
             self.stopped_early = True
             control.should_training_stop = True
             control.should_save = True  # a stopped job keeps its progress as a checkpoint
@@ -286,9 +288,21 @@ class EventCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if state.is_world_process_zero and folder.is_dir():  # rank 0 saved it; rank 0 marks it
             mark_complete(folder, keep=self.keep_checkpoints)
         self.emit(Log(message=f"checkpoint saved at step {state.global_step}"))
+
+
+def stop_everywhere(requested: bool) -> bool:
+    """In a multi-process job every rank must stop at the same step, or the others wait forever in the
+    next all-reduce: any rank that saw the request stops them all."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return requested
+    flag = torch.tensor([1 if requested else 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _maybe_float(value) -> float | None:
@@ -331,14 +345,15 @@ def run_job(
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_for(spec)
-    emit(Log(message=f"hardware plan: {plan.describe()}"))
+    emit(Log(message=f"hardware plan: {plan.describe()}" + (f", {world_size()} processes" if world_size() > 1 else "")))
 
     objective = spec.method.objective
     emit(Status(phase="preparing_data"))
     train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective, token)
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
     # The data's fingerprint, format and label set stay with the job (results are scored against the labels)
-    (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
+    if rank() == 0:
+        (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
     model, tokenizer = load_model(spec, plan, token)
@@ -355,7 +370,7 @@ def run_job(
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
     trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
-    if resume and (torn := remove_torn(job_dir)):
+    if resume and rank() == 0 and (torn := remove_torn(job_dir)):
         emit(Log(message=f"removed half-written checkpoints from the interrupted run: {', '.join(torn)}"))
     if resume and checkpoint is None:
         emit(Log(message="no complete checkpoint to resume from: starting from the beginning"))
@@ -373,7 +388,9 @@ def run_job(
         )
     emit(Status(phase="saving"))
     output_dir = job_dir / ("model" if spec.method.type == "full" else "adapter")
-    trainer.save_model(str(output_dir))
+    trainer.save_model(str(output_dir))  # the Trainer writes from rank 0 only
+    if rank() != 0:
+        return
     tokenizer.save_pretrained(str(output_dir))
     if spec.output.merge_adapter:
         merged = trainer.model.merge_and_unload()  # after save_model: merging first would empty the adapter

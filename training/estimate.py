@@ -180,7 +180,7 @@ def peak_flops(device: Device, spec: JobSpec) -> float:
 def estimate_seconds(spec: JobSpec, shape: ModelShape, device: Device, tokens: int, efficiency: float | None = None):
     """Seconds to train `tokens` tokens: FLOPs ÷ (efficiency × peak). `efficiency` from a measurement, or the prior."""
     achieved = (efficiency or efficiency_prior(spec, shape, device)) * peak_flops(device, spec)
-    return tokens * flops_per_token(spec, shape) / achieved
+    return tokens * flops_per_token(spec, shape) / achieved / spec.hyperparameters.devices  # data parallel
 
 
 def devices_found() -> list[Device]:

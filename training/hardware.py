@@ -61,6 +61,16 @@ def plan_for(spec: JobSpec) -> Plan:
     return Plan(device=device, precision=precision)
 
 
+def check_devices(spec: JobSpec, plan: Plan) -> None:
+    """More GPUs asked for than there are is refused; on a CPU several processes share its cores."""
+    import torch
+
+    wanted = spec.hyperparameters.devices
+    if plan.device == "cuda" and wanted > torch.cuda.device_count():
+        found = torch.cuda.device_count()
+        raise UserError(f"hyperparameters.devices: {wanted} GPUs asked for, {found} found. Set it to {found} or fewer.")
+
+
 def check_method_fits_device(spec: JobSpec, plan: Plan) -> None:
     """QLoRA's compute type must be one the device runs; say which one will before launch."""
     import torch

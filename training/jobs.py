@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,8 @@ import psutil
 from training.checkpoints import latest_complete_checkpoint, step_of
 from training.errors import UserError
 from training.events import parse_event
-from training.spec import JobSpec
+from training.launch import worker_command
+from training.spec import JobSpec, load_spec
 from training.worker import STOP_FILE, read_status, write_status
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -291,9 +291,11 @@ class JobManager:
         if job.secrets.get("HF_TOKEN"):
             env["HF_TOKEN"] = job.secrets["HF_TOKEN"]  # environment only: argv is visible to every user via ps
         job.secrets = {}  # the worker has it now; keep no copy here
+        spec = load_spec(job_dir / "spec.yaml")
+        command = worker_command(spec, job_dir, job.resume)
         with open(job_dir / "worker.log", "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "training.worker", str(job_dir), *(["--resume"] if job.resume else [])],
+                command,
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -342,7 +344,14 @@ class JobManager:
                 self._finish_unstarted(job)
                 return
             time.sleep(POLL_SECONDS)
-        job.process = self._spawn(job)
+        try:
+            job.process = self._spawn(job)
+        except (OSError, UserError, ValueError) as error:  # e.g. an unreadable spec: fail, never hang queued
+            message = f"The training process could not be started: {error}"
+            job.snapshot = replace(job.snapshot, state="failed", phase="done", message=message)
+            write_status(Path(job.snapshot.job_dir), state="failed", ended_at=time.time(), message=message)
+            job.done.set()
+            return
         self._watch(job)
 
     def _watch(self, job: _Job) -> None:

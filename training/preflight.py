@@ -11,7 +11,7 @@ from pathlib import Path
 from training.data import load_rows
 from training.data.load import load_validation
 from training.errors import UserError
-from training.hardware import check_method_fits_device, plan_for
+from training.hardware import check_devices, check_method_fits_device, plan_for
 from training.models import starting_point
 from training.sizes import check_disk
 from training.spec import JobSpec
@@ -38,6 +38,8 @@ def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None, token: str |
     if spec.data.validation_source:
         check("data.validation_source", lambda: load_validation(spec.data, spec.method.objective, token))
     plan = check("hyperparameters.precision", lambda: plan_for(spec))
+    if plan and spec.hyperparameters.devices > 1:
+        check("hyperparameters.devices", lambda: check_devices(spec, plan))
     if plan and spec.method.type == "qlora":
         check("method.qlora_compute_dtype", lambda: check_method_fits_device(spec, plan))
     if plan and reference and jobs_dir is not None:

@@ -170,6 +170,9 @@ class HyperparametersSection(_Section):
         "auto",
         description="Recompute activations to save memory at ~30% more time; auto turns it on for big models on GPU.",
     )
+    devices: int = Field(
+        1, ge=1, le=64, description="GPUs to train on at once (data parallel through accelerate); 1 = one device."
+    )
     logging_steps: int = Field(1, ge=1, le=10000, description="Log loss every N steps.")
     eval_steps: int | None = Field(None, ge=1, le=100000, description="Validate every N steps; empty = each epoch.")
     save_steps: int | None = Field(None, ge=1, le=100000, description="Checkpoint every N steps; empty = each epoch.")

@@ -27,6 +27,7 @@ import psutil
 
 from training.errors import UserError
 from training.events import Event, Failed, Finished, Log
+from training.launch import rank
 
 HEARTBEAT_SECONDS = 2.0
 STOP_FILE = "STOP"
@@ -84,11 +85,33 @@ def _heartbeat(job_dir: Path, done: threading.Event) -> None:
         write_status(job_dir, heartbeat=time.time())
 
 
+def _follower(job_dir: Path, resume: bool) -> int:
+    """Ranks 1..N-1 of a multi-process job: train alongside rank 0, which alone writes the job's files."""
+    from training.engine import run_job
+    from training.spec import load_spec
+
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    token = os.environ.pop("HF_TOKEN", None)
+
+    def should_stop() -> bool:
+        return stop_requested.is_set() or (job_dir / STOP_FILE).exists()
+
+    try:
+        run_job(load_spec(job_dir / "spec.yaml"), job_dir, lambda event: None, should_stop, token=token, resume=resume)
+    except BaseException:  # noqa: BLE001 - rank 0 reports the job's failure; this rank's trace goes to worker.log
+        traceback.print_exc()
+        return 1
+    return 0
+
+
 def main(job_dir: Path, resume: bool = False) -> int:
     from training.engine import run_job
     from training.spec import load_spec
 
     job_dir = Path(job_dir).resolve()
+    if rank() != 0:
+        return _follower(job_dir, resume)
     emit = EventWriter(job_dir)
     stop_requested = threading.Event()
     # SIGTERM asks for the same cooperative stop as the STOP file; the Trainer then saves and exits.

@@ -31,6 +31,7 @@ ADVANCED = [
     "method.qlora_double_quant",
     "hyperparameters.precision",
     "hyperparameters.gradient_checkpointing",
+    "hyperparameters.devices",
     "hyperparameters.group_by_length",
     "hyperparameters.packing",
     "hyperparameters.seed",
