@@ -145,3 +145,11 @@ def test_measure_times_real_steps_in_a_worker_and_leaves_no_job(app):
     result = client.predict(*form_values(client, "/measure_speed"), api_name="/measure_speed")
     assert re.search(r"measured here: \d+ tokens/s", result), result
     assert not list(jobs_dir.iterdir()) or all(not p.name.endswith("-measure") for p in jobs_dir.iterdir())
+
+
+def test_an_hourly_price_adds_the_cost(app):
+    demo, _ = app
+    client = Client(demo.local_url, verbose=False)
+    values = form_values(client, "/price_estimate", **{"Price per hour (optional)": 3.0})
+    result = client.predict(*values, api_name="/price_estimate")
+    assert re.search(r"cost: about \d+\.\d\d at 3 per hour", result), result

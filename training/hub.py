@@ -82,7 +82,7 @@ def check_access(model: str, token: str | None, endpoint: str | None = None, tim
 
 def describe_hub_error(exc: BaseException, model: str, token_given: bool, user: str | None = None) -> AccessCheck:
     """Explain a Hub failure in plain words. transformers and huggingface_hub wrap errors, so walk the chain."""
-    for link in _chain(exc):
+    for link in exception_chain(exc):
         found = _describe_one(link, model, token_given, user)
         if found is not None:
             return found
@@ -182,7 +182,8 @@ def _describe_status(status: int, model: str, user: str | None) -> AccessCheck:
     )
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """An exception and its causes, outermost first (libraries wrap the Hub's errors)."""
     seen: set[int] = set()
     link: BaseException | None = exc
     while link is not None and id(link) not in seen:

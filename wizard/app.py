@@ -148,9 +148,15 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             api_name="gpu_preview",
         )
 
+        preview_step.price.change(
+            lambda secret, price, *values: preview.priced(form, values, secret or None, price),
+            inputs=[token, preview_step.price, *form.inputs],
+            outputs=preview_step.estimate,
+            api_name="price_estimate",
+        )
         preview_step.measure.click(
-            lambda secret, *values: preview.measured(manager, form, values, secret or None),
-            inputs=[token, *form.inputs],
+            lambda secret, price, *values: preview.measured(manager, form, values, secret or None, price),
+            inputs=[token, preview_step.price, *form.inputs],
             outputs=preview_step.estimate,
             api_name="measure_speed",
         )

@@ -28,11 +28,10 @@ def report_html(report) -> str:
     """The check report: what was found, every problem with its rule and place, token lengths, and the preview."""
     parts = []
     for loaded in report.sources:
-        fmt = loaded.detected.format.label if loaded.detected and loaded.detected.format else "not recognised"
-        dropped = loaded.rows_read - len(loaded.examples)
         parts.append(
-            f"<p><b>{html.escape(loaded.source)}</b>: {loaded.rows_read} rows read · format <b>{html.escape(fmt)}</b>"
-            f" · task {html.escape(loaded.task or '-')} · {len(loaded.examples)} kept, {dropped} dropped</p>"
+            f"<p><b>{html.escape(loaded.source)}</b>: {loaded.rows_read} rows read · format "
+            f"<b>{html.escape(loaded.format_label)}</b> · task {html.escape(loaded.task or '-')} · "
+            f"{len(loaded.examples)} kept, {loaded.dropped} dropped</p>"
         )
         if loaded.labels:
             labels = ", ".join(f"{html.escape(label)} ({n})" for label, n in loaded.labels.items())

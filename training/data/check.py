@@ -69,11 +69,9 @@ class Report:
     def to_text(self) -> str:
         lines = []
         for loaded in self.sources:
-            fmt = loaded.detected.format.label if loaded.detected and loaded.detected.format else "not recognised"
-            dropped = loaded.rows_read - len(loaded.examples)
             lines.append(
-                f"{loaded.source}: {loaded.rows_read} rows read, format {fmt}, task {loaded.task or '-'}; "
-                f"{len(loaded.examples)} kept, {dropped} dropped"
+                f"{loaded.source}: {loaded.rows_read} rows read, format {loaded.format_label}, task "
+                f"{loaded.task or '-'}; {len(loaded.examples)} kept, {loaded.dropped} dropped"
             )
             if loaded.labels:
                 lines.append("  labels: " + ", ".join(f"{label} ({n})" for label, n in loaded.labels.items()))

@@ -36,8 +36,10 @@ def read_hub_rows(data: DataSection, source: str, token: str | None, split: str 
 def explain(error: BaseException, repo: str, split: str, token_given: bool) -> tuple[str, str, str]:
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
+    from training.hub import exception_chain
+
     page = f"{HUB_DATASETS}/{repo}"
-    chain = list(_chain(error))
+    chain = list(exception_chain(error))
     # `datasets` wraps the Hub's errors (a gated repo arrives as DatasetNotFoundError saying "gated"), so
     # look for the most specific cause anywhere in the chain before the general ones
     if any(isinstance(link, OfflineModeIsEnabled) for link in chain):
@@ -67,12 +69,3 @@ def explain(error: BaseException, repo: str, split: str, token_given: bool) -> t
         f"loading {repo} failed ({type(error).__name__}).",
         "Try again, or download it and upload a file.",
     )
-
-
-def _chain(error: BaseException):
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__

@@ -57,6 +57,14 @@ class Loaded:
     labels: dict[str, int] = field(default_factory=dict)
 
     @property
+    def format_label(self) -> str:
+        return self.detected.format.label if self.detected and self.detected.format else "not recognised"
+
+    @property
+    def dropped(self) -> int:
+        return self.rows_read - len(self.examples)
+
+    @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
 

@@ -20,18 +20,19 @@ class PreviewStep:
     summary: gr.Markdown
     estimate: gr.Markdown
     measure: gr.Button
+    price: gr.Number
     spec_yaml: gr.Code
     download: gr.DownloadButton
 
 
-def estimate_markdown(spec, token: str | None, speed: float | None = None) -> str:
+def estimate_markdown(spec, token: str | None, speed: float | None = None, price: float | None = None) -> str:
     from training.estimate import preview_job  # reads the model config and tokenizes the data
 
     try:
         previews = preview_job(spec, token, measured_tokens_per_second=speed)
     except UserError as error:
         return f"⚠ {error}"
-    return "\n\n".join("```\n" + "\n".join(p.lines()) + "\n```" for p in previews)
+    return "\n\n".join("```\n" + "\n".join(p.lines(price or None)) + "\n```" for p in previews)
 
 
 def fit_warning(spec, token: str | None) -> str | None:
@@ -78,17 +79,31 @@ def build() -> PreviewStep:
     summary = gr.Markdown()
     gr.Markdown("**Will it fit, and how long will it take?** (from the model's config and your data)")
     estimate = gr.Markdown()
-    measure = gr.Button("Measure: time a few real steps of this job here", size="sm")
+    with gr.Row():
+        measure = gr.Button("Measure: time a few real steps of this job here", size="sm")
+        price = gr.Number(None, label="Price per hour (optional)", info="Your machine's hourly price, for the cost.")
     spec_yaml = gr.Code(
         language="yaml", label="The job spec that will run (python app.py train spec.yaml)", interactive=False
     )
     download = gr.DownloadButton("Download spec.yaml", value=None)
     return PreviewStep(
-        hardware=hardware, summary=summary, estimate=estimate, measure=measure, spec_yaml=spec_yaml, download=download
+        hardware=hardware,
+        summary=summary,
+        estimate=estimate,
+        measure=measure,
+        price=price,
+        spec_yaml=spec_yaml,
+        download=download,
     )
 
 
-def measured(manager, form: SpecForm, values, token: str | None) -> str:
+def priced(form: SpecForm, values, token: str | None, price: float | None) -> str:
+    """The estimate again, with the cost at the hourly price entered."""
+    spec, problems = form.build(values)
+    return problems_markdown(problems) if spec is None else estimate_markdown(spec, token, price=price)
+
+
+def measured(manager, form: SpecForm, values, token: str | None, price: float | None = None) -> str:
     """The estimate again, with the time from a short real run (in a worker, like any job)."""
     from training.estimate import measure_speed
 
@@ -96,6 +111,6 @@ def measured(manager, form: SpecForm, values, token: str | None) -> str:
     if spec is None:
         return problems_markdown(problems)
     try:
-        return estimate_markdown(spec, token, speed=measure_speed(manager, spec, token))
+        return estimate_markdown(spec, token, speed=measure_speed(manager, spec, token), price=price)
     except UserError as error:
         return f"⚠ {error}"
