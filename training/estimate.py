@@ -171,7 +171,11 @@ def efficiency_prior(spec: JobSpec, shape: ModelShape, device: Device) -> float:
 
 def peak_flops(device: Device, spec: JobSpec) -> float:
     if device.kind == "cpu":
-        precision = "bf16" if bytes_per_value(spec, device) == 2 else "fp32"
+        # The GEMM speed follows the precision the job computes in (bf16 autocast or fp32), which is
+        # not the 4 bytes per *saved* value that bytes_per_value reports on a CPU
+        chosen = spec.hyperparameters.precision
+        precision = ("bf16" if device.bf16 else "fp32") if chosen == "auto" else chosen
+        precision = precision if precision in CPU_GFLOPS_PER_CORE else "fp32"
         return CPU_GFLOPS_PER_CORE[precision] * 1e9 * device.cores
     peak = next((tf for fragment, tf in GPU_PEAK_TFLOPS.items() if fragment in device.name), 100)
     return peak * 1e12

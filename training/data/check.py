@@ -118,7 +118,8 @@ def spec_for_source(
     )
     objective = "dpo" if task == "preference" else "sft"
     if task == "auto":
-        first = load_source(spec.data, source, token=token)
+        # The first rows say what the file is; reading it all here would read it twice
+        first = load_source(spec.data.model_copy(update={"max_rows": 1000}), source, token=token)
         if first.detected and first.detected.format and first.detected.format.task == "preference":
             objective = "dpo"
     return spec.with_overrides({"method.objective": objective})
