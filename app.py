@@ -6,6 +6,8 @@
     python app.py score JOB_DIR --prompt P --answer A   score an answer with a finished reward model
     python app.py check-data FILE [--task T --model M]  check a dataset before training (exit 1 if unusable)
     python app.py estimate SPEC.yaml       memory breakdown, fit verdict and time for each device found
+    python app.py eval JOB_DIR             base vs tuned: validation loss, task scores, sample answers
+    python app.py export JOB_DIR --out DIR [--merged] [--zip]   the adapter, or a standalone merged model
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -89,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--gpu", help="With --memory-gb: the GPU's name (e.g. A100), for its speed.")
     estimate.add_argument("--price-per-hour", type=float, help="Show the cost at this hourly price.")
     estimate.add_argument("--measure", action="store_true", help="Time a few real steps here instead of a prior.")
+    evaluate = commands.add_parser("eval", help="Compare the base and the tuned model on the held-out data.")
+    evaluate.add_argument("job_dir", help="The job folder.")
+    evaluate.add_argument("--rows", type=int, default=50, help="At most this many held-out rows (default 50).")
+    evaluate.add_argument("--samples", type=int, default=5, help="Answers shown side by side (default 5).")
+
+    export = commands.add_parser("export", help="Write a finished job's model to a folder others can load.")
+    export.add_argument("job_dir", help="The job folder.")
+    export.add_argument("--out", required=True, help="A new (or empty) folder to write into.")
+    export.add_argument("--merged", action="store_true", help="One standalone model instead of the adapter.")
+    export.add_argument("--zip", action="store_true", help="Also write OUT.zip.")
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -110,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             return command_check_data(args)
         if args.command == "estimate":
             return command_estimate(args)
+        if args.command == "eval":
+            return command_eval(args)
+        if args.command == "export":
+            return command_export(args)
         return command_serve(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -289,6 +305,31 @@ def command_estimate(args) -> int:
         speed = measure_speed(JobManager(tempfile.mkdtemp(prefix="lathe-measure-jobs-")), spec, token)
     for preview in preview_job(spec, token=token, devices=devices, measured_tokens_per_second=speed):
         print("\n".join(preview.lines(args.price_per_hour)))
+    return 0
+
+
+def command_eval(args) -> int:
+    from training.evaluate import evaluate_job
+
+    print("loading the base and the tuned model, then answering the held-out prompts...", flush=True)
+    report = evaluate_job(Path(args.job_dir), token=os.environ.get("HF_TOKEN") or None, max_rows=args.rows)
+    print(report.to_text(samples=args.samples))
+    print(f"\nsaved: {Path(args.job_dir) / 'eval.json'}")
+    return 0
+
+
+def command_export(args) -> int:
+    from training.export import export_adapter, export_merged, zip_folder
+
+    job_dir, out = Path(args.job_dir), Path(args.out)
+    if args.merged:
+        print("merging the adapter into the base weights...", flush=True)
+        folder = export_merged(job_dir, out, token=os.environ.get("HF_TOKEN") or None)
+    else:
+        folder = export_adapter(job_dir, out)
+    print(f"exported {'merged model' if args.merged else 'adapter'}: {folder}")
+    if args.zip:
+        print(f"zip: {zip_folder(folder, folder.with_suffix('.zip'))}")
     return 0
 
 

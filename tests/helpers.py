@@ -11,3 +11,28 @@ def wait_for(predicate, timeout: float = 180.0, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def make_adapter_job(job_dir, model_dir, overrides: dict | None = None, seed: int = 1):
+    """A finished-looking LoRA job folder over `model_dir`: spec.yaml and an adapter/ whose lora_B is
+    non-zero, so the tuned model really answers differently from the base (PEFT starts B at zero)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.spec import JobSpec
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    spec = JobSpec().with_overrides({"name": job_dir.name, "model.name_or_path": str(model_dir), **(overrides or {})})
+    (job_dir / "spec.yaml").write_text(spec.to_yaml())
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
+    )
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=1.0)
+    model.save_pretrained(job_dir / "adapter")
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(job_dir / "adapter")
+    return job_dir
