@@ -63,5 +63,6 @@ def tiny_spec(tiny_model_dir):
             "hyperparameters.batch_size": 4,
             "hyperparameters.learning_rate": 1e-3,
             "hyperparameters.precision": "fp32",
+            "output.evaluate": False,  # tests/test_evaluate.py covers the evaluation; the rest skip its minute
         }
     )

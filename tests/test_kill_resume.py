@@ -43,6 +43,7 @@ def campaign_spec(model_dir: Path) -> JobSpec:
             "hyperparameters.learning_rate": 5e-4,
             "hyperparameters.precision": "fp32",  # bit-for-bit comparable with the uninterrupted run
             "hyperparameters.save_steps": SAVE_STEPS,
+            "output.evaluate": False,
             "output.save_total_limit": 1,
         }
     )

@@ -141,6 +141,7 @@ def test_dpo_demo_runs_end_to_end_and_its_margins_grow(embedded_model_dir, tmp_p
             "hyperparameters.learning_rate": 2e-4,
             "hyperparameters.batch_size": 4,
             "hyperparameters.context_length": 128,
+            "output.evaluate": False,
         }
     )
     events = []

@@ -180,6 +180,15 @@ class ChatSession:
         self._lock = threading.Lock()  # one generation at a time: the models are shared
         self.last_stats: ReplyStats | None = None  # set when a stream() finishes
 
+    @contextlib.contextmanager
+    def model_for(self, tuned: bool):
+        """The model that answers as the tuned (or the base) model, for a forward pass of one's own."""
+        if tuned or self.base_model is not None:
+            yield self.model if tuned else self.base_model
+            return
+        with self.model.disable_adapter():
+            yield self.model
+
     def _inputs(self, messages: list[Message]):
         return self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True

@@ -38,6 +38,7 @@ from training.launch import rank, world_size
 from training.models import merge_adapters, starting_point
 from training.spec import JobSpec
 
+EVAL_ROWS, EVAL_SAMPLES = 50, 3  # enough to tell, small enough to take about a minute on a CPU
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -330,6 +331,26 @@ def score_only_labelled_positions() -> None:
     trl_utils._use_triton = compact_on_cpu
 
 
+def evaluate_after_training(spec: JobSpec, job_dir: Path, token: str | None, emit) -> None:
+    """Base vs tuned on the held-out rows (eval.json). A failure here costs the evaluation, not the job."""
+    import gc
+
+    from training.evaluate import evaluate_job
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    emit(Status(phase="evaluating"))
+    try:
+        report = evaluate_job(job_dir, token=token, max_rows=EVAL_ROWS, samples=EVAL_SAMPLES)
+    except Exception as error:  # noqa: BLE001 - reported as a warning; the trained model is already saved
+        failure = f"{type(error).__name__}: {error}"
+        emit(Log(level="warning", message=f"evaluation failed ({failure}); try again: python app.py eval {job_dir}"))
+        return
+    scores = ", ".join(f"{name} {report.base[name]:.3g} -> {value:.3g}" for name, value in report.tuned.items())
+    emit(Log(message=f"evaluation on {report.rows} {report.held_out}, base -> tuned: {scores}"))
+
+
 def run_job(
     spec: JobSpec,
     job_dir: Path,
@@ -398,6 +419,9 @@ def run_job(
         merged.save_pretrained(str(job_dir / "model"))
         tokenizer.save_pretrained(str(job_dir / "model"))
     final_loss = result.training_loss if math.isfinite(result.training_loss) else None
+    if spec.output.evaluate and not callback.stopped_early and objective != "reward":
+        del trainer, model  # the evaluation loads the saved model; free the training copy first
+        evaluate_after_training(spec, job_dir, token, emit)
     emit(
         Finished(
             output_dir=str(output_dir),

@@ -79,7 +79,7 @@ def _data_lines(job_dir: Path) -> list[str]:
     if not summary.is_file():
         return ["(the data summary was not saved)"]
     lines = []
-    for source in json.loads(summary.read_text()):
+    for source in json.loads(summary.read_text())["sources"]:
         where = source["source"]
         # a Hub id as it is; a local file by its name only (its folder says nothing to a reader)
         name = where.removeprefix(HUB_PREFIX) if where.startswith(HUB_PREFIX) else Path(where).name

@@ -204,6 +204,11 @@ def stopping_rule_problem(epochs: Any, max_steps: Any) -> str | None:
 class OutputSection(_Section):
     save_total_limit: int = Field(2, ge=1, le=100, description="Checkpoints to keep; older ones are deleted.")
     merge_adapter: bool = Field(False, description="Also save a merged full model beside the adapter.")
+    evaluate: bool = Field(
+        True,
+        description="When training ends, compare the base and the tuned model on held-out rows (loss, task score, "
+        "sample answers; saved as eval.json). Takes a minute on a CPU.",
+    )
 
 
 class JobSpec(_Section):
