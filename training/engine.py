@@ -28,6 +28,7 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
+from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
 from training.data.load import data_summary
@@ -391,6 +392,8 @@ def run_job(
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
     trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
+    if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
+        write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, train_data, eval_data)
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
     if resume and rank() == 0 and (torn := remove_torn(job_dir)):
         emit(Log(message=f"removed half-written checkpoints from the interrupted run: {', '.join(torn)}"))
