@@ -8,6 +8,7 @@
     python app.py estimate SPEC.yaml       memory breakdown, fit verdict and time for each device found
     python app.py eval JOB_DIR             base vs tuned: validation loss, task scores, sample answers
     python app.py export JOB_DIR --out DIR [--merged] [--zip]   the adapter, or a standalone merged model
+    python app.py push JOB_DIR --repo ID [--merged] [--public]  upload it to the Hugging Face Hub (token: HF_TOKEN)
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="A new (or empty) folder to write into.")
     export.add_argument("--merged", action="store_true", help="One standalone model instead of the adapter.")
     export.add_argument("--zip", action="store_true", help="Also write OUT.zip.")
+
+    # The token comes from HF_TOKEN only: a command-line option would show it in `ps` and the shell history
+    push = commands.add_parser("push", help="Upload a finished job's model and model card to the Hugging Face Hub.")
+    push.add_argument("job_dir", help="The job folder.")
+    push.add_argument("--repo", required=True, help="owner/name, or just a name for the token's own account.")
+    push.add_argument("--merged", action="store_true", help="Push one standalone merged model instead of the adapter.")
+    push.add_argument("--public", action="store_true", help="Make a new repo public (default: private).")
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_eval(args)
         if args.command == "export":
             return command_export(args)
+        if args.command == "push":
+            return command_push(args)
         return command_serve(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -330,6 +340,17 @@ def command_export(args) -> int:
     print(f"exported {'merged model' if args.merged else 'adapter'}: {folder}")
     if args.zip:
         print(f"zip: {zip_folder(folder, folder.with_suffix('.zip'))}")
+    return 0
+
+
+def command_push(args) -> int:
+    from training.publish import push_job
+
+    what = "merged model" if args.merged else "adapter"
+    print(f"pushing the {what} of {Path(args.job_dir).name} to {args.repo}...", flush=True)
+    token = os.environ.get("HF_TOKEN") or None
+    url = push_job(Path(args.job_dir), args.repo, token, merged=args.merged, private=not args.public)
+    print(f"pushed: {url}")
     return 0
 
 

@@ -16,7 +16,7 @@ from training.errors import UserError
 from training.jobs import JobManager
 from training.presets import example_jobs
 from training.spec import load_spec
-from wizard import chat, monitor
+from wizard import chat, monitor, publish
 from wizard.form import SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
 
@@ -66,6 +66,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                 step_problems = gr.Markdown()
             with gr.Tab("Chat") as chat_tab_button:
                 chat_tab = chat.build(manager, sessions)
+                publish.connect(publish.build(), manager, job=chat_tab.job, token=token)
 
         # ---- Navigation: Next validates the current step; Back keeps everything entered ----
         steps = {STEP_MODEL: model.PATHS, STEP_DATA: data.PATHS, STEP_HYPER: hyperparameters.PATHS}
