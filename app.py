@@ -16,14 +16,17 @@ Every user error ends in one plain line on stderr and a non-zero exit, never a t
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
-# Set before any huggingface import reads them.
-os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")  # never borrow a token saved on this machine
+# Set before any huggingface import reads them. Forced, not defaulted: a person's action must never borrow
+# the token saved on this machine (`hf auth login`) or the operator's; every call passes its token itself.
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from training import redact  # noqa: E402
 from training.errors import UserError  # noqa: E402
 
 DEFAULT_JOBS_DIR = os.environ.get("LATHE_JOBS_DIR", "jobs")
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every log record and everything printed is masked for tokens, before any library logs a word
+    redact.install()
+    redact.register_secret(os.environ.get("HF_TOKEN"))
     args = build_parser().parse_args(argv)
     if args.cache_dir:
         os.environ["LATHE_CACHE_DIR"] = str(Path(args.cache_dir).expanduser().resolve())
@@ -178,7 +184,7 @@ def follow_until_done(manager, job_id: str):
         return follow(manager, job_id)
     except KeyboardInterrupt:
         print("\nstopping at the next step (press Ctrl-C again to leave it running in the background)...")
-        manager.stop(job_id)
+        manager.stop(job_id, requested_by="from the command line (Ctrl-C)")
         return follow(manager, job_id)
 
 
@@ -360,6 +366,10 @@ def command_serve(args) -> int:
 
     if args.max_upload_mb < 1:
         raise UserError("--max-upload-mb must be at least 1.")
+    # The server's log: our own notes (Hub access checks, stop requests) and every library's warnings
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for ours in ("training", "wizard"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
     return 0
 

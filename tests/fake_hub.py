@@ -28,6 +28,9 @@ logging its requests):
 Pushed repos live in `FakeHub.repos` (files, visibility, commit messages) so a test can read them back.
 
 Any call with an unknown token gets the Hub's 401 "Invalid credentials in Authorization header".
+Besides VALID_TOKEN, the two canary tokens are valid (two users, for the token-hygiene tests), and
+TOKEN_ECHO_MODEL misbehaves like a server that quotes the request's Authorization header in its error
+text, so the client's exception holds the token.
 Use it through the `fake_hub` fixture (the endpoint URL) or `fake_hub_server` (also the request log).
 """
 
@@ -46,10 +49,14 @@ import pytest
 VALID_TOKEN = "hf_fake_valid_token_for_tests"
 INVALID_TOKEN = "hf_fake_revoked_token_for_tests"
 READ_ONLY_TOKEN = "hf_fake_read_only_token_for_tests"  # valid, but its role is "read": writes get 403
-TOKEN_ROLES = {VALID_TOKEN: "write", READ_ONLY_TOKEN: "read"}
 USER = "lathe-tester"
 MEMBER_ORG = "lathe-team"  # the valid user may write here
 FOREIGN_ORG = "someone-elses-org"  # ... and not here
+# Shaped like real user access tokens (hf_ + 34 letters and digits): they must never show up anywhere
+CANARY_TOKEN = "hf_CANARYaaaaDoNotLeak0123456789abcde"
+CANARY_TOKEN_B = "hf_CANARYbbbbDoNotLeak9876543210wxyzq"
+USERS = {VALID_TOKEN: USER, READ_ONLY_TOKEN: USER, CANARY_TOKEN: "canary-user-a", CANARY_TOKEN_B: "canary-user-b"}
+TOKEN_ROLES = {token: "read" if token == READ_ONLY_TOKEN else "write" for token in USERS}
 
 PUBLIC_MODEL = "lathe-tests/public-model"
 GATED_APPROVED = "lathe-tests/gated-approved"  # the valid user has accepted the licence
@@ -58,11 +65,13 @@ MISSING_MODEL = "lathe-tests/no-such-model"
 RATE_LIMITED_MODEL = "lathe-tests/rate-limited"
 SLOW_MODEL = "lathe-tests/slow-model"  # answers after SLOW_SECONDS, to test the timeout
 SLOW_SECONDS = 3.0
+TOKEN_ECHO_MODEL = "lathe-tests/token-echo"
 
 GATED = {GATED_APPROVED: "manual", GATED_PENDING: "auto"}
 
 PUBLIC_DATASET = "lathe-tests/tiny-chat"
 GATED_DATASET = "lathe-tests/gated-chat"
+GATED_DATASET_B = "lathe-tests/gated-notes"  # the same rows, for a second user's job
 DATASET_SHA = "d" * 40
 DATASET_FILES = {
     "data/train.jsonl": b"".join(
@@ -82,7 +91,7 @@ DATASET_FILES = {
     ).encode()
     + b"\n",
 }
-DATASETS = {PUBLIC_DATASET, GATED_DATASET}
+DATASETS = {PUBLIC_DATASET, GATED_DATASET, GATED_DATASET_B}
 KNOWN = {PUBLIC_MODEL, GATED_APPROVED, GATED_PENDING, RATE_LIMITED_MODEL, SLOW_MODEL}
 
 
@@ -152,7 +161,10 @@ class FakeHub:
 
     def answer(self, path: str, auth: str | None) -> tuple[int, dict[str, str], dict]:
         token = auth.removeprefix("Bearer ") if auth else None
-        if token is not None and token not in TOKEN_ROLES:
+        if f"/{TOKEN_ECHO_MODEL}/" in path or path.endswith(f"/{TOKEN_ECHO_MODEL}"):
+            message = f"Bad request: unexpected header Authorization: {auth}"
+            return 400, {"X-Error-Message": message}, {"error": message}
+        if token is not None and token not in USERS:
             message = "Invalid credentials in Authorization header"
             return 401, {"X-Error-Message": message}, {"error": message}
         if path == "/api/whoami-v2":
@@ -163,7 +175,7 @@ class FakeHub:
             return (
                 200,
                 {},
-                {"type": "user", "name": USER, "orgs": orgs, "auth": {"type": "access_token", "accessToken": access}},
+                {"type": "user", "name": USERS[token], "orgs": orgs, "auth": {"type": "access_token", "accessToken": access}},
             )
         if not path.startswith("/api/models/"):
             return 404, {}, {"error": "Sorry, we can't find the page you are looking for."}
@@ -204,7 +216,7 @@ class FakeHub:
         repo = next((r for r in DATASETS | {"lathe-tests/no-such-dataset"} if f"/{r}" in path), None)
         if repo is None or not path.startswith(("/api/datasets/", "/datasets/")):
             return None
-        if token is not None and token not in TOKEN_ROLES:
+        if token is not None and token not in USERS:
             message = "Invalid credentials in Authorization header"
             return 401, {"X-Error-Message": message}, {"error": message}
         if repo not in DATASETS:
@@ -216,10 +228,10 @@ class FakeHub:
             return 200, {}, [i for i in items if i["path"].rpartition("/")[0] == folder]
         if path.startswith(f"/api/datasets/{repo}"):
             siblings = [{"rfilename": name} for name in DATASET_FILES]
-            gated = "manual" if repo == GATED_DATASET else False
+            gated = "manual" if repo in (GATED_DATASET, GATED_DATASET_B) else False
             return 200, {}, {"id": repo, "sha": DATASET_SHA, "private": False, "gated": gated, "siblings": siblings}
         if "/resolve/" in path:
-            if repo == GATED_DATASET and token is None:
+            if repo in (GATED_DATASET, GATED_DATASET_B) and token is None:
                 message = f"Access to dataset {repo} is restricted. You must be authenticated to access it."
                 return 401, {"X-Error-Code": "GatedRepo", "X-Error-Message": message}, {"error": message}
             name = path.split("/resolve/", 1)[1].partition("/")[2]

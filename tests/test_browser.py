@@ -97,6 +97,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
 
             # Stop keeps what was learned; the stopped job opens in the chat tab
             click_visible(page, "Stop (saves a checkpoint first)")
+            click_visible(page, "Yes, stop it")  # Stop asks first: any open page can stop any job
             page.get_by_text("— stopped").wait_for(timeout=120_000)
             page.reload()
             page.get_by_role("tab", name="Chat").click()

@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from training.redact import MASK, redact
 from training.spec import EMBEDDED_MODEL
 
 logger = logging.getLogger(__name__)
@@ -208,4 +209,5 @@ def _with_deadline(call, timeout: float) -> AccessCheck | None:
 
 def _redact(text: str, token: str | None) -> str:
     # Belt and braces: our sentences never quote the token, but a person may paste it into the model field.
-    return text.replace(token, "[token]") if token else text
+    # The token itself first (it may be neither token-shaped nor registered), then every known secret.
+    return redact(text.replace(token, MASK) if token else text)

@@ -8,6 +8,7 @@ stays on disk, so closing the browser (or the CLI) never slows or stops training
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,11 +22,13 @@ import psutil
 
 from training.checkpoints import latest_complete_checkpoint, step_of
 from training.errors import UserError
-from training.events import parse_event
+from training.events import Log, parse_event
 from training.launch import worker_command
+from training.redact import redact
 from training.spec import JobSpec, load_spec
 from training.worker import STOP_FILE, read_status, write_status
 
+logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60.0  # a step plus a checkpoint save; then SIGTERM, then SIGKILL
@@ -94,13 +97,14 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
         )
     if kind == "eval":
         return replace(snapshot, eval_loss=_append(snapshot.eval_loss, record["step"], record["eval_loss"]))
-    if kind == "log":
-        return replace(snapshot, logs=(snapshot.logs + (record["message"],))[-LOG_TAIL:])
+    if kind == "log":  # masked again on reading: a job folder may come from another program or an older Lathe
+        return replace(snapshot, logs=(snapshot.logs + (redact(record["message"]),))[-LOG_TAIL:])
     if kind == "finished":
         state = "stopped" if record.get("stopped_early") else "completed"
         return replace(snapshot, state=state, phase="done", output_dir=record["output_dir"], eta_seconds=0.0)
     if kind == "failed":
-        return replace(snapshot, state="failed", phase="done", message=record["message"], hint=record.get("hint", ""))
+        message, hint = redact(record["message"]), redact(record.get("hint", ""))
+        return replace(snapshot, state="failed", phase="done", message=message, hint=hint)
     return snapshot
 
 
@@ -129,6 +133,23 @@ def resume_hint(job_dir: Path) -> str:
         f"Resume continues {where}. If memory ran out, try a smaller batch size with more gradient accumulation, "
         "a shorter context length, gradient checkpointing on, or QLoRA. Details are in worker.log."
     )
+
+
+def record_stop_request(job_dir: Path, requested_by: str | None) -> None:
+    """Note who asked a job to stop, and when, in its event log (shown with its log lines) and worker.log.
+
+    Both files are opened for appending (O_APPEND), so this one-line write cannot tear the worker's lines.
+    """
+    if not requested_by:
+        return
+    when = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    # One line, whatever a username holds: no forged log lines
+    line = redact(" ".join(f"stop requested {requested_by} at {when}".split()))
+    with open(job_dir / "events.jsonl", "a", encoding="utf-8") as events:
+        events.write(Log(message=line).to_json() + "\n")
+    with open(job_dir / "worker.log", "a", encoding="utf-8") as log:
+        log.write(line + "\n")
+    logger.info("%s: %s", job_dir.name, line)
 
 
 class _AttachedWorker:
@@ -285,7 +306,10 @@ class JobManager:
 
     def _spawn(self, job: _Job) -> subprocess.Popen:
         job_dir = Path(job.snapshot.job_dir)
-        env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
+        # Only this job's token reaches the worker: never the app's own HF_TOKEN (the operator's), and never a
+        # token saved on this machine (huggingface_hub would read it for any call made without one)
+        env = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+        env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         if job.secrets.get("HF_TOKEN"):
@@ -347,7 +371,7 @@ class JobManager:
         try:
             job.process = self._spawn(job)
         except (OSError, UserError, ValueError) as error:  # e.g. an unreadable spec: fail, never hang queued
-            message = f"The training process could not be started: {error}"
+            message = redact(f"The training process could not be started: {error}")
             job.snapshot = replace(job.snapshot, state="failed", phase="done", message=message)
             write_status(Path(job.snapshot.job_dir), state="failed", ended_at=time.time(), message=message)
             job.done.set()
@@ -403,18 +427,24 @@ class JobManager:
 
     # ---- stopping ----------------------------------------------------------------------------
 
-    def stop(self, job_id: str, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
-        """Ask the worker to stop at the next step boundary; force it if it has not after the grace period."""
+    def stop(self, job_id: str, grace_seconds: float = STOP_GRACE_SECONDS, requested_by: str | None = None) -> None:
+        """Ask the worker to stop at the next step boundary; force it if it has not after the grace period.
+
+        `requested_by` (e.g. "from the wizard by alice") is written to the job's log with the time, since
+        anyone who can open the page can stop any job.
+        """
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
             # Started elsewhere (the CLI, an earlier run of the app): the cooperative stop still works
             job_dir = self.jobs_dir / job_id
             if read_status(job_dir).get("state") in ("queued", "running"):
+                record_stop_request(job_dir, requested_by)
                 (job_dir / STOP_FILE).touch()
             return
         if job.done.is_set():
             return
+        record_stop_request(Path(job.snapshot.job_dir), requested_by)
         (Path(job.snapshot.job_dir) / STOP_FILE).touch()
         job.snapshot = replace(job.snapshot, stop_requested=True)
         job.stop_deadline = time.monotonic() + grace_seconds

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.errors import UserError
+from training.redact import contains_secret, redact
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 DEMO_PREFIX = "demo:"
@@ -242,6 +243,13 @@ class JobSpec(_Section):
             problems.append("data.validation_source split:NAME needs a Hub dataset (hub:org/name) as data.source.")
         if self.method.type == "full" and self.output.merge_adapter:
             problems.append("output.merge_adapter only applies to lora/qlora. Set it to false for full fine-tuning.")
+        # A spec is saved, shown and shared: a token pasted into one of its fields would leak with it (and into
+        # a Hub URL). The field is named, never its value.
+        for path in _paths_holding_secrets(self.model_dump(mode="json")):
+            problems.append(
+                f"{path} looks like it holds a Hugging Face token. Tokens never go into a job spec: put the token "
+                "in the wizard's token field (or HF_TOKEN on the command line) and the model or dataset id here."
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -289,13 +297,23 @@ def parse_override(text: str) -> tuple[str, Any]:
     return path.strip(), value
 
 
+def _paths_holding_secrets(data: Any, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        return [p for key, value in data.items() for p in _paths_holding_secrets(value, f"{prefix}{key}.")]
+    if isinstance(data, list):
+        return [p for item in data for p in _paths_holding_secrets(item, prefix)]
+    return [prefix.rstrip(".")] if isinstance(data, str) and contains_secret(data) else []
+
+
 class SpecError(UserError):
     """Every problem found in a spec, each as (field path, message with the fix)."""
 
     def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
+        # Masked here too: the wizard shows `problems` one by one, and a message may quote a field's value
+        self.problems = [(path, redact(message)) for path, message in problems]
         lines = [
-            f"  - {message}" if message.startswith(path) else f"  - {path}: {message}" for path, message in problems
+            f"  - {message}" if message.startswith(path) else f"  - {path}: {message}"
+            for path, message in self.problems
         ]
         super().__init__("The job spec has problems:\n" + "\n".join(lines))
 

@@ -21,10 +21,12 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import fields, replace
 from pathlib import Path
 
 import psutil
 
+from training import redact
 from training.errors import UserError
 from training.events import Event, Failed, Finished, Log
 from training.launch import rank
@@ -34,13 +36,13 @@ STOP_FILE = "STOP"
 
 
 def write_status(job_dir: Path, **fields) -> None:
-    """Merge `fields` into status.json atomically (write a temp file, then rename over)."""
+    """Merge `fields` into status.json atomically (write a temp file, then rename over); text is masked."""
     path = job_dir / "status.json"
     try:
         status = json.loads(path.read_text())
     except (OSError, ValueError):
         status = {}
-    status.update(fields)
+    status.update({key: redact.redact(value) if isinstance(value, str) else value for key, value in fields.items()})
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps(status, indent=1))
     os.replace(temporary, path)
@@ -60,6 +62,9 @@ class EventWriter:
         self.last: Event | None = None
 
     def __call__(self, event: Event) -> None:
+        # A message may quote an exception's text, and that may quote a token (a server echoing a header)
+        masked = {f.name: redact.redact(v) for f in fields(event) if isinstance(v := getattr(event, f.name), str)}
+        event = replace(event, **masked)
         with self.lock:
             self.file.write(event.to_json() + "\n")
             self.file.flush()
@@ -68,7 +73,7 @@ class EventWriter:
 
 def explain_failure(error: BaseException) -> tuple[str, str]:
     """A plain message and a suggestion for an exception raised while training."""
-    text = f"{type(error).__name__}: {error}"
+    text = redact.redact(f"{type(error).__name__}: {error}")
     if isinstance(error, UserError):
         return str(error), ""
     if "out of memory" in text.lower() or isinstance(error, MemoryError):
@@ -93,6 +98,7 @@ def _follower(job_dir: Path, resume: bool) -> int:
     stop_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     token = os.environ.pop("HF_TOKEN", None)
+    redact.register_secret(token)
 
     def should_stop() -> bool:
         return stop_requested.is_set() or (job_dir / STOP_FILE).exists()
@@ -110,6 +116,9 @@ def main(job_dir: Path, resume: bool = False) -> int:
     from training.spec import load_spec
 
     job_dir = Path(job_dir).resolve()
+    # Before anything logs: worker.log (this process's stdout and stderr) and every log record are masked
+    redact.install()
+    os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"  # never a token saved on this machine (before any HF import)
     if rank() != 0:
         return _follower(job_dir, resume)
     emit = EventWriter(job_dir)
@@ -119,6 +128,7 @@ def main(job_dir: Path, resume: bool = False) -> int:
     # The token arrives in the environment (never argv, which `ps` shows); take it out so nothing
     # this process starts inherits it by accident.
     token = os.environ.pop("HF_TOKEN", None)
+    redact.register_secret(token)  # masked even if it is not shaped like a Hugging Face token
 
     # pid + the process's own start time identify this worker; a reused pid will not match both
     process_started = psutil.Process().create_time()

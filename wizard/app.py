@@ -15,6 +15,7 @@ import gradio as gr
 from training.errors import UserError
 from training.jobs import JobManager
 from training.presets import example_jobs
+from training.redact import register_secret
 from training.spec import load_spec
 from wizard import chat, monitor, publish
 from wizard.form import SpecForm, owning_field, problems_markdown
@@ -65,7 +66,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                         back_5 = gr.Button("Back")
                 step_problems = gr.Markdown()
             with gr.Tab("Chat") as chat_tab_button:
-                chat_tab = chat.build(manager, sessions)
+                chat_tab = chat.build(manager, sessions, token)
                 publish.connect(publish.build(), manager, job=chat_tab.job, token=token)
 
         # ---- Navigation: Next validates the current step; Back keeps everything entered ----
@@ -98,7 +99,8 @@ def build_ui(manager: JobManager) -> gr.Blocks:
         def check_access(model_id, typed_token, saved_token):
             from training.hub import check_access as check
 
-            secret = typed_token or saved_token
+            secret = (typed_token or saved_token or "").strip()
+            register_secret(secret)  # masked in every log and message from now on, whatever its shape
             result = check(model_id, secret or None)
             # The token moves into server-side state and the box is emptied, so it is not sent again
             return ("✅ " if result.ok else "⚠ ") + result.message, "", secret
@@ -109,8 +111,13 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             outputs=[model_step.access, model_step.token, token],
             api_name="check_access",
         )
+
+        def keep_token(typed, saved):
+            register_secret(typed)
+            return (typed or "").strip() or saved
+
         model_step.token.change(
-            lambda typed, saved: typed or saved,
+            keep_token,
             inputs=[model_step.token, token],
             outputs=token,
             api_visibility="private",

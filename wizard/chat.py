@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -22,22 +24,40 @@ class ChatTab:
 
 
 class SessionCache:
-    """One loaded chat model at a time, shared by every browser session (models are big)."""
+    """One loaded chat model at a time, shared by every browser session (models are big).
+
+    A base model from the Hub is loaded with the asking session's token. A model loaded with one
+    session's token is not handed to a session with another token (or none), which might not be allowed
+    to download it: that session loads it again with its own. Only a digest of the token is kept here.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._job_dir: str | None = None
+        self._key: tuple[str, str] | None = None
         self._session = None
 
-    def get(self, job_dir: str, device: str | None):
+    def get(self, job_dir: str, device: str | None, token: str | None = None):
         from training.chat import ChatSession  # loads torch: only when someone chats
 
+        key = (job_dir, token_digest(token) if base_from_hub(job_dir) else "")
         with self._lock:
-            if self._job_dir != job_dir:
+            if self._key != key:
                 self._session = None  # free the old model before loading the next
-                self._session = ChatSession(job_dir, device=device)
-                self._job_dir = job_dir
+                self._session = ChatSession(job_dir, token=token or None, device=device)
+                self._key = key
             return self._session
+
+
+def token_digest(token: str | None) -> str:
+    return hashlib.sha256(token.encode()).hexdigest() if token else ""
+
+
+def base_from_hub(job_dir: str) -> bool:
+    """Whether the job's base model is downloaded from the Hub (so the token matters), not a local folder."""
+    from training.models import starting_point
+    from training.spec import load_spec
+
+    return not Path(starting_point(load_spec(Path(job_dir) / "spec.yaml"))[0]).is_dir()
 
 
 def text_of(content) -> str:
@@ -63,7 +83,8 @@ def choose_device(manager: JobManager) -> tuple[str | None, str]:
     return None, ""
 
 
-def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
+def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatTab:
+    """`token`: the session's Hugging Face token (server-side state), for a base model from the Hub."""
     gr.Markdown(
         "### Chat with a finished job\nThe fine-tuned model (left) and the base model (right) answer the "
         "same message. Each reply shows its time to first token and tokens per second."
@@ -88,17 +109,17 @@ def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
         send = gr.Button("Send", variant="primary")
         clear = gr.Button("Clear chat")
 
-    def load_job(job_id):
+    def load_job(job_id, secret):
         if not job_id:
             return "Pick a finished job."
         device, note = choose_device(manager)
         try:
-            sessions.get(manager.snapshot(job_id).job_dir, device)
+            sessions.get(manager.snapshot(job_id).job_dir, device, secret)
         except (UserError, KeyError) as error:
             return f"⚠ {error}"
         return f"Loaded **{job_id}**. {note}".strip()
 
-    def respond(job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history):
+    def respond(secret, job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history):
         from training.chat import GenerationSettings
 
         text, system_prompt = (text or "").strip(), (system_prompt or "").strip()  # an untouched box sends None
@@ -106,7 +127,7 @@ def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
             yield tuned_history, base_history, "Pick a job and type a message.", text
             return
         try:
-            session = sessions.get(manager.snapshot(job_id).job_dir, choose_device(manager)[0])
+            session = sessions.get(manager.snapshot(job_id).job_dir, choose_device(manager)[0], secret)
         except (UserError, KeyError) as error:
             yield tuned_history, base_history, f"⚠ {error}", text
             return
@@ -128,8 +149,8 @@ def build(manager: JobManager, sessions: SessionCache) -> ChatTab:
             )
         yield histories[True], histories[False], " · ".join(stats), ""
 
-    load.click(load_job, inputs=job, outputs=status, api_name="load_chat")
-    inputs = [job, message, system, temperature, top_p, max_new_tokens, tuned, base]
+    load.click(load_job, inputs=[job, token], outputs=status, api_name="load_chat")
+    inputs = [token, job, message, system, temperature, top_p, max_new_tokens, tuned, base]
     outputs = [tuned, base, status, message]
     send.click(respond, inputs=inputs, outputs=outputs, api_name="chat")
     message.submit(respond, inputs=inputs, outputs=outputs, api_visibility="private")

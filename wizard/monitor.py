@@ -31,6 +31,7 @@ class Monitor:
     stop: gr.Button
     resume: gr.Button
     timer: gr.Timer
+    confirm: gr.Group
 
     @property
     def view(self) -> list:
@@ -133,6 +134,19 @@ def job_to_show(manager: JobManager) -> str | None:
     return (running or jobs or [None])[0]
 
 
+def stop_question(snapshot: JobSnapshot) -> str:
+    return (
+        f"Stop **{html.escape(snapshot.job_id)}**? It saves a checkpoint at the next step and ends; Resume can "
+        "continue it later. It may have been started from another browser: the stop is recorded in its log."
+    )
+
+
+def requested_by(request: gr.Request | None) -> str:
+    """How the job's log names who stopped it: the signed-in user when there is a login, else just the wizard."""
+    user = getattr(request, "username", None) if request is not None else None
+    return f"from the wizard by {user}" if user else "from the wizard"
+
+
 def build(manager: JobManager) -> Monitor:
     job = gr.Dropdown(choices=manager.list_jobs(), label="Job (all jobs in the jobs folder)", allow_custom_value=True)
     status = gr.Markdown()
@@ -148,18 +162,37 @@ def build(manager: JobManager) -> Monitor:
     with gr.Row():
         stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
         resume = gr.Button("Resume from the last checkpoint")
+    # Any open page can stop any job (jobs are watched from every session), so Stop asks first
+    with gr.Group(visible=False) as confirm:
+        question = gr.Markdown()
+        with gr.Row():
+            yes = gr.Button("Yes, stop it", variant="stop")
+            cancel = gr.Button("Cancel")
     timer = gr.Timer(POLL_SECONDS)
-    monitor = Monitor(job, status, progress, loss_plot, eval_plot, lr_plot, preference, logs, stop, resume, timer)
+    monitor = Monitor(
+        job, status, progress, loss_plot, eval_plot, lr_plot, preference, logs, stop, resume, timer, confirm
+    )
 
     def refresh(job_id):
         return render(manager, job_id)
 
-    def stop_job(job_id):
+    def ask_to_stop(job_id):
+        try:
+            snapshot = manager.snapshot(job_id) if job_id else None
+        except KeyError:
+            snapshot = None
+        if snapshot is None or snapshot.state not in ("queued", "running"):
+            return gr.Group(visible=False), ""
+        return gr.Group(visible=True), stop_question(snapshot)
+
+    def stop_job(job_id, request: gr.Request):
         if job_id:
-            manager.stop(job_id)
-        return render(manager, job_id)
+            manager.stop(job_id, requested_by=requested_by(request))
+        return [*render(manager, job_id), gr.Group(visible=False)]
 
     timer.tick(refresh, inputs=job, outputs=monitor.view, api_name="job_view", show_progress="hidden")
     job.change(refresh, inputs=job, outputs=monitor.view, api_visibility="private")
-    stop.click(stop_job, inputs=job, outputs=monitor.view, api_name="stop_job")
+    stop.click(ask_to_stop, inputs=job, outputs=[confirm, question], api_name="ask_to_stop")
+    yes.click(stop_job, inputs=job, outputs=[*monitor.view, confirm], api_name="stop_job")
+    cancel.click(lambda: gr.Group(visible=False), outputs=confirm, api_visibility="private")
     return monitor
