@@ -170,13 +170,9 @@ class FakeHub:
         if path == "/api/whoami-v2":
             if token is None:
                 return 401, {}, {"error": "Invalid credentials in Authorization header"}
-            access = {"displayName": "tests", "role": TOKEN_ROLES[token]}
+            auth = {"type": "access_token", "accessToken": {"displayName": "tests", "role": TOKEN_ROLES[token]}}
             orgs = [{"type": "org", "name": MEMBER_ORG, "roleInOrg": "write"}]
-            return (
-                200,
-                {},
-                {"type": "user", "name": USERS[token], "orgs": orgs, "auth": {"type": "access_token", "accessToken": access}},
-            )
+            return 200, {}, {"type": "user", "name": USERS[token], "orgs": orgs, "auth": auth}
         if not path.startswith("/api/models/"):
             return 404, {}, {"error": "Sorry, we can't find the page you are looking for."}
         repo_id = path.removeprefix("/api/models/")
