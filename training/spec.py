@@ -173,6 +173,11 @@ class HyperparametersSection(_Section):
     devices: int = Field(
         1, ge=1, le=64, description="GPUs to train on at once (data parallel through accelerate); 1 = one device."
     )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="With several devices: ddp keeps a whole copy of the model on each; fsdp shards weights, "
+        "gradients and optimizer states across them, for full fine-tunes too big for one device (sft, lora or full).",
+    )
     logging_steps: int = Field(1, ge=1, le=10000, description="Log loss every N steps.")
     eval_steps: int | None = Field(None, ge=1, le=100000, description="Validate every N steps; empty = each epoch.")
     save_steps: int | None = Field(None, ge=1, le=100000, description="Checkpoint every N steps; empty = each epoch.")
@@ -237,6 +242,7 @@ class JobSpec(_Section):
             problems.append("data.validation_source split:NAME needs a Hub dataset (hub:org/name) as data.source.")
         if self.method.type == "full" and self.output.merge_adapter:
             problems.append("output.merge_adapter only applies to lora/qlora. Set it to false for full fine-tuning.")
+        problems += sharding_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -249,6 +255,39 @@ class JobSpec(_Section):
     def with_overrides(self, overrides: dict[str, Any]) -> JobSpec:
         """Return a copy with dotted-path overrides applied ({"hyperparameters.max_steps": 5})."""
         return parse_spec(apply_overrides(self.model_dump(mode="json"), overrides))
+
+
+# What FSDP sharding was run and tested with (two processes on the CPU, tests/test_multiprocess.py)
+SHARDABLE_METHODS = ("lora", "full")
+SHARDABLE_OBJECTIVES = ("sft",)
+
+
+def sharding_problems(spec: JobSpec) -> list[str]:
+    """fsdp is refused where it cannot help or has not been made to work, each with the fix."""
+    if spec.hyperparameters.distributed != "fsdp":
+        return []
+    problems = []
+    if spec.hyperparameters.devices < 2:
+        problems.append(
+            "hyperparameters.distributed: fsdp shards the model across devices, so it needs devices of 2 or more. "
+            "Set hyperparameters.devices to 2 or more, or distributed to ddp."
+        )
+    if spec.method.type not in SHARDABLE_METHODS:
+        problems.append(
+            f"method.type: {spec.method.type} is not supported with fsdp (its 4-bit weights would need a special "
+            "storage type). Use lora or full with fsdp, or set hyperparameters.distributed to ddp."
+        )
+    if spec.method.objective not in SHARDABLE_OBJECTIVES:
+        problems.append(
+            f"method.objective: fsdp runs sft jobs only so far; {spec.method.objective} is not supported with it. "
+            "Set hyperparameters.distributed to ddp."
+        )
+    if spec.output.merge_adapter:
+        problems.append(
+            "output.merge_adapter: merging needs the whole model in one process, which fsdp does not keep. "
+            "Set it to false (chat loads the adapter over the base), or use ddp."
+        )
+    return problems
 
 
 # Epochs and max steps are one choice: setting one from the command line clears the other.
@@ -324,7 +363,7 @@ def describe_errors(error: ValidationError) -> list[tuple[str, str]]:
             message = "unknown field. Check the spelling; `python app.py train --help-spec` lists every field."
         for line in message.splitlines():
             # cross-field messages start with the field they are about; use it as the path
-            named = re.match(r"^([a-z_]+\.[a-z_]+) ", line)
+            named = re.match(r"^([a-z_]+\.[a-z_]+):? ", line)
             problems.append((named.group(1), line) if named else (path, line))
     return problems
 
