@@ -262,9 +262,10 @@ SHARDABLE_METHODS = ("lora", "full")
 SHARDABLE_OBJECTIVES = ("sft",)
 
 
-def sharding_problems(spec: JobSpec) -> list[str]:
-    """fsdp is refused where it cannot help or has not been made to work, each with the fix."""
-    if spec.hyperparameters.distributed != "fsdp":
+def sharding_problems(spec: JobSpec, distributed: str | None = None) -> list[str]:
+    """fsdp is refused where it cannot help or has not been made to work, each with the fix.
+    `distributed` asks about that choice instead of the spec's own (for suggestions)."""
+    if (distributed or spec.hyperparameters.distributed) != "fsdp":
         return []
     problems = []
     if spec.hyperparameters.devices < 2:
