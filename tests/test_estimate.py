@@ -98,3 +98,34 @@ def test_time_follows_flops_over_achieved_throughput():
     assert estimate_seconds(full, LLAMA_7B, A100, tokens) > estimate_seconds(lora, LLAMA_7B, A100, tokens)
     measured = estimate_seconds(lora, LLAMA_7B, A100, tokens, efficiency=0.6)
     assert measured == pytest.approx(estimate_seconds(lora, LLAMA_7B, A100, tokens, efficiency=0.3) / 2)
+
+
+def test_fsdp_divides_weights_and_optimizer_state_by_the_devices_and_keeps_the_rest():
+    """Full sharding keeps 1/N of the weights, gradients and AdamW states on each device, plus what is whole at a
+    time (embeddings and head, two decoder layers); activations, logits and overhead are per device as before."""
+    ddp = estimate_memory(spec(**{"method.type": "full", "hyperparameters.devices": 4}), LLAMA_7B, A100)
+    fsdp = estimate_memory(
+        spec(**{"method.type": "full", "hyperparameters.devices": 4, "hyperparameters.distributed": "fsdp"}),
+        LLAMA_7B,
+        A100,
+    )
+    gathered = (LLAMA_7B.embedding_parameters() + 2 * LLAMA_7B.layer_parameters()) * 2  # bf16 on the GPU
+    assert fsdp.weights == pytest.approx(ddp.weights / 4 + gathered)
+    assert fsdp.trainable_state == pytest.approx(ddp.trainable_state / 4)
+    assert (fsdp.activations, fsdp.logits, fsdp.overhead) == (ddp.activations, ddp.logits, ddp.overhead)
+    # 7B full bf16: 8 bytes per parameter of weights + gradients + AdamW (50 GiB), a quarter each (12.6 GiB),
+    # plus 1.2 GiB whole at a time
+    assert (fsdp.weights + fsdp.trainable_state) / GB == pytest.approx(13.8, rel=0.05)
+    assert fsdp.total < 0.4 * ddp.total
+
+
+def test_a_full_fine_tune_that_wont_fit_on_each_device_is_offered_fsdp():
+    big = spec(**{"method.type": "full", "hyperparameters.devices": 4})
+    options = {label: changed for label, changed, _ in suggestions(big, LLAMA_7B, T4)}
+    sharded = options["shard the model over the 4 devices (fsdp)"]
+    assert sharded.hyperparameters.distributed == "fsdp"
+    assert estimate_memory(sharded, LLAMA_7B, T4).total < 0.5 * estimate_memory(big, LLAMA_7B, T4).total
+    # one device cannot shard, and qlora is not offered fsdp
+    assert not any("fsdp" in label for label, _, _ in suggestions(spec(**{"method.type": "full"}), LLAMA_7B, T4))
+    qlora = spec(**{"method.type": "qlora", "hyperparameters.devices": 4, "hyperparameters.batch_size": 64})
+    assert not any("fsdp" in label for label, _, _ in suggestions(qlora, LLAMA_7B, T4))

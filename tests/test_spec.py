@@ -115,3 +115,22 @@ def test_the_stopping_rule_is_reported_even_beside_a_bad_field():
     with pytest.raises(UserError) as caught:
         parse_spec({"hyperparameters": {"learning_rate": 5, "epochs": None}})
     assert "learning_rate" in str(caught.value) and "neither epochs nor max_steps" in str(caught.value)
+
+
+def test_fsdp_is_refused_where_it_cannot_run_each_with_its_field_and_fix():
+    from training.spec import SpecError, parse_spec
+
+    data = JobSpec().model_dump(mode="json")
+    data["hyperparameters"]["distributed"] = "fsdp"  # with the default single device
+    data["method"].update(type="qlora", objective="dpo")
+    data["output"]["merge_adapter"] = True
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    fields = [path for path, _ in caught.value.problems]
+    assert fields == ["hyperparameters.distributed", "method.type", "method.objective", "output.merge_adapter"]
+    assert "Set hyperparameters.devices to 2 or more, or distributed to ddp" in str(caught.value)
+
+    fine = JobSpec().with_overrides(
+        {"hyperparameters.devices": 2, "hyperparameters.distributed": "fsdp", "method.type": "full"}
+    )
+    assert fine.hyperparameters.distributed == "fsdp"

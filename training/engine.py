@@ -37,6 +37,7 @@ from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.launch import rank, world_size
 from training.models import merge_adapters, starting_point
+from training.sharding import fsdp_arguments, honour_fsdp_on_cpu, layer_classes
 from training.spec import JobSpec
 
 EVAL_ROWS, EVAL_SAMPLES = 50, 3  # enough to tell, small enough to take about a minute on a CPU
@@ -66,13 +67,16 @@ def to_lora_config(spec: JobSpec):
     )
 
 
-def training_arguments(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
-    """The Trainer settings every objective shares (SFT, DPO and reward configs all extend TrainingArguments)."""
+def training_arguments(
+    spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool, sharding: dict | None
+):
+    """The Trainer settings every objective shares (SFT, DPO and reward configs all extend TrainingArguments).
+    `sharding`: the FSDP arguments (training/sharding.py) when the job is sharded, else None."""
     hp = spec.hyperparameters
     every_epoch = {"strategy": "epoch", "steps": None}
     save = {"strategy": "steps", "steps": hp.save_steps} if hp.save_steps else every_epoch
     evaluate = {"strategy": "steps", "steps": hp.eval_steps} if hp.eval_steps else every_epoch
-    return dict(
+    arguments = dict(
         output_dir=str(output_dir),
         use_cpu=plan.device == "cpu",
         bf16=plan.precision == "bf16",
@@ -102,12 +106,15 @@ def training_arguments(spec: JobSpec, plan: Plan, output_dir: Path, gradient_che
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # frozen base weights are not "unused"; searching costs a pass
     )
+    return arguments | (sharding or {})
 
 
-def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+def to_sft_config(
+    spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool, sharding=None
+):
     hp = spec.hyperparameters
     return SFTConfig(
-        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval),
+        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding),
         # Packing flattens a batch into one long row; without a varlen attention kernel (flash
         # attention, GPU only) attention over that row is quadratic and was 3x slower on the CPU
         # here than length-grouped batches of short examples, so grouping is our default.
@@ -116,14 +123,19 @@ def to_sft_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpoi
     )
 
 
-def to_dpo_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
+def to_dpo_config(
+    spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool, sharding=None
+):
     return DPOConfig(
-        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval), beta=spec.method.dpo_beta
+        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding),
+        beta=spec.method.dpo_beta,
     )
 
 
-def to_reward_config(spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool):
-    return RewardConfig(**training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval))
+def to_reward_config(
+    spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool, sharding=None
+):
+    return RewardConfig(**training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding))
 
 
 CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config}
@@ -168,9 +180,14 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         score_only_labelled_positions()
     unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
+    sharding = None
+    if is_sharded(spec):
+        sharding = fsdp_arguments(layer_classes(model), checkpointing)
+        if plan.device == "cpu":
+            honour_fsdp_on_cpu()
     trainer = TRAINER_FOR[objective](
         model=model,
-        args=CONFIG_FOR[objective](spec, plan, output_dir, checkpointing, eval_data is not None),
+        args=CONFIG_FOR[objective](spec, plan, output_dir, checkpointing, eval_data is not None, sharding),
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
@@ -179,6 +196,11 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
     )
     reproducible_length_grouping(trainer, spec.hyperparameters.seed)
     return trainer
+
+
+def is_sharded(spec: JobSpec) -> bool:
+    """FSDP applies when the spec asks for it and the job really runs over several processes."""
+    return spec.hyperparameters.distributed == "fsdp" and world_size() > 1
 
 
 def reproducible_length_grouping(trainer, seed: int) -> None:
@@ -247,7 +269,7 @@ class EventCallback(TrainerCallback):
         self.diverged_at: int | None = None  # the step whose loss or gradient norm was not a number
 
     def on_step_end(self, args, state, control, **kwargs):
-        if stop_everywhere(self.should_stop()):
+        if stop_everywhere(self.should_stop(), args.device):
             self.stopped_early = True
             control.should_training_stop = True
             control.should_save = True  # a stopped job keeps its progress as a checkpoint
@@ -296,14 +318,15 @@ class EventCallback(TrainerCallback):
         self.emit(Log(message=f"checkpoint saved at step {state.global_step}"))
 
 
-def stop_everywhere(requested: bool) -> bool:
+def stop_everywhere(requested: bool, device: torch.device | str = "cpu") -> bool:
     """In a multi-process job every rank must stop at the same step, or the others wait forever in the
-    next all-reduce: any rank that saw the request stops them all."""
+    next all-reduce: any rank that saw the request stops them all. The flag lives on the training
+    device, since NCCL (GPUs) reduces only CUDA tensors; gloo (CPU) only CPU ones."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return requested
-    flag = torch.tensor([1 if requested else 0])
+    flag = torch.tensor([1 if requested else 0], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
@@ -368,7 +391,9 @@ def run_job(
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_for(spec)
-    emit(Log(message=f"hardware plan: {plan.describe()}" + (f", {world_size()} processes" if world_size() > 1 else "")))
+    processes = f", {world_size()} processes" if world_size() > 1 else ""
+    sharded = ", weights sharded with FSDP" if is_sharded(spec) else ""
+    emit(Log(message=f"hardware plan: {plan.describe()}{processes}{sharded}"))
 
     objective = spec.method.objective
     emit(Status(phase="preparing_data"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from training.sizes import ModelShape
-from training.spec import JobSpec
+from training.spec import JobSpec, sharding_problems
 
 GB = 2**30
 FITS, TIGHT, WONT_FIT = "Fits", "Tight", "Won't fit"
@@ -87,6 +87,8 @@ def estimate_memory(
         state = lora * 8  # TRL keeps QLoRA adapters in bf16: weight, gradient, two moments
     else:
         weights, state = total * weight_bytes, lora * 16  # fp32 adapters: 4 + 4 + 8
+    if hp.distributed == "fsdp" and hp.devices > 1:
+        weights, state = sharded(weights, state, shape, weight_bytes, hp.devices)
     tokens = hp.batch_size * min(tokens_per_row or hp.context_length, hp.context_length)
     if spec.method.objective == "dpo":
         tokens *= 2  # the better and the worse answer go through together
@@ -109,6 +111,14 @@ def estimate_memory(
     else:
         overhead = 0.5 * total * weight_bytes
     return MemoryEstimate(weights, state, activations, logits, overhead)
+
+
+def sharded(weights: float, state: float, shape: ModelShape, weight_bytes: int, devices: int) -> tuple[float, float]:
+    """Per-device weights and trainable state under FSDP full sharding: each device keeps 1/N of both,
+    plus what is whole at a time: the root unit (embeddings, head, final norm), which stays gathered
+    through the step, and two decoder layers (the one computing and the one prefetched)."""
+    gathered = (shape.embedding_parameters() + 2 * shape.layer_parameters()) * weight_bytes
+    return weights / devices + gathered, state / devices
 
 
 def verdict(estimate: MemoryEstimate, device: Device) -> str:
@@ -142,6 +152,10 @@ def suggestions(spec: JobSpec, shape: ModelShape, device: Device, **data) -> lis
         options.append(("QLoRA (4-bit base)", {"method.type": "qlora", "output.merge_adapter": False}))
     if spec.method.type != "full" and spec.method.target_modules == "all-linear":
         options.append(("adapters on attention only", {"method.target_modules": "attention"}))
+    if hp.devices > 1 and hp.distributed == "ddp" and not sharding_problems(spec, distributed="fsdp"):
+        options.append(
+            (f"shard the model over the {hp.devices} devices (fsdp)", {"hyperparameters.distributed": "fsdp"})
+        )
     results, now = [], estimate_memory(spec, shape, device, **data).total
     for label, change in options:
         changed = spec.with_overrides(change)

@@ -65,10 +65,15 @@ class ModelShape:
             "down_proj": (i, h),
         }
 
+    def layer_parameters(self) -> int:
+        """One decoder block: its linear layers and two norms."""
+        return sum(n_in * n_out for n_in, n_out in self.linear_shapes().values()) + 2 * self.hidden
+
+    def embedding_parameters(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+
     def parameters(self) -> int:
-        per_block = sum(n_in * n_out for n_in, n_out in self.linear_shapes().values()) + 2 * self.hidden
-        embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return embeddings + self.layers * per_block + self.hidden
+        return self.embedding_parameters() + self.layers * self.layer_parameters() + self.hidden
 
     def lora_parameters(self, rank: int, targets: str) -> int:
         if targets == "all-linear":
@@ -106,6 +111,10 @@ def disk_needed(spec: JobSpec, shape: ModelShape, device: str) -> int:
         trainable = shape.lora_parameters(spec.method.lora_r, spec.method.target_modules)
         trainable_bytes = 2 if spec.method.type == "qlora" else 4  # TRL keeps QLoRA adapters in bf16
     checkpoint = 3 * trainable * trainable_bytes + TOKENIZER_AND_METADATA_BYTES
+    if spec.hyperparameters.distributed == "fsdp":
+        # accelerate also writes its own FSDP copy of the trainable weights into each checkpoint (for resume);
+        # with tied embeddings it holds the frozen head too (measured on the tiny model in tests/test_multiprocess.py)
+        checkpoint += trainable * trainable_bytes + (shape.vocab * shape.hidden * 4 if shape.tied_embeddings else 0)
     final = trainable * trainable_bytes + TOKENIZER_AND_METADATA_BYTES
     if spec.output.merge_adapter:
         final += total * (2 if device == "cuda" else 4)

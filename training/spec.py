@@ -174,6 +174,11 @@ class HyperparametersSection(_Section):
     devices: int = Field(
         1, ge=1, le=64, description="GPUs to train on at once (data parallel through accelerate); 1 = one device."
     )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="With several devices: ddp keeps a whole copy of the model on each; fsdp shards weights, "
+        "gradients and optimizer states across them, for full fine-tunes too big for one device (sft, lora or full).",
+    )
     logging_steps: int = Field(1, ge=1, le=10000, description="Log loss every N steps.")
     eval_steps: int | None = Field(None, ge=1, le=100000, description="Validate every N steps; empty = each epoch.")
     save_steps: int | None = Field(None, ge=1, le=100000, description="Checkpoint every N steps; empty = each epoch.")
@@ -250,6 +255,7 @@ class JobSpec(_Section):
                 f"{path} looks like it holds a Hugging Face token. Tokens never go into a job spec: put the token "
                 "in the wizard's token field (or HF_TOKEN on the command line) and the model or dataset id here."
             )
+        problems += sharding_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -262,6 +268,40 @@ class JobSpec(_Section):
     def with_overrides(self, overrides: dict[str, Any]) -> JobSpec:
         """Return a copy with dotted-path overrides applied ({"hyperparameters.max_steps": 5})."""
         return parse_spec(apply_overrides(self.model_dump(mode="json"), overrides))
+
+
+# What FSDP sharding was run and tested with (two processes on the CPU, tests/test_multiprocess.py)
+SHARDABLE_METHODS = ("lora", "full")
+SHARDABLE_OBJECTIVES = ("sft",)
+
+
+def sharding_problems(spec: JobSpec, distributed: str | None = None) -> list[str]:
+    """fsdp is refused where it cannot help or has not been made to work, each with the fix.
+    `distributed` asks about that choice instead of the spec's own (for suggestions)."""
+    if (distributed or spec.hyperparameters.distributed) != "fsdp":
+        return []
+    problems = []
+    if spec.hyperparameters.devices < 2:
+        problems.append(
+            "hyperparameters.distributed: fsdp shards the model across devices, so it needs devices of 2 or more. "
+            "Set hyperparameters.devices to 2 or more, or distributed to ddp."
+        )
+    if spec.method.type not in SHARDABLE_METHODS:
+        problems.append(
+            f"method.type: {spec.method.type} is not supported with fsdp (its 4-bit weights would need a special "
+            "storage type). Use lora or full with fsdp, or set hyperparameters.distributed to ddp."
+        )
+    if spec.method.objective not in SHARDABLE_OBJECTIVES:
+        problems.append(
+            f"method.objective: fsdp runs sft jobs only so far; {spec.method.objective} is not supported with it. "
+            "Set hyperparameters.distributed to ddp."
+        )
+    if spec.output.merge_adapter:
+        problems.append(
+            "output.merge_adapter: merging needs the whole model in one process, which fsdp does not keep. "
+            "Set it to false (chat loads the adapter over the base), or use ddp."
+        )
+    return problems
 
 
 # Epochs and max steps are one choice: setting one from the command line clears the other.
@@ -347,7 +387,7 @@ def describe_errors(error: ValidationError) -> list[tuple[str, str]]:
             message = "unknown field. Check the spelling; `python app.py train --help-spec` lists every field."
         for line in message.splitlines():
             # cross-field messages start with the field they are about; use it as the path
-            named = re.match(r"^([a-z_]+\.[a-z_]+) ", line)
+            named = re.match(r"^([a-z_]+\.[a-z_]+):? ", line)
             problems.append((named.group(1), line) if named else (path, line))
     return problems
 

@@ -43,6 +43,7 @@ LABELS = {
     "method.qlora_double_quant": "QLoRA double quantisation",
     "method.qlora_compute_dtype": "QLoRA compute type",
     "method.dpo_beta": "DPO beta",
+    "hyperparameters.distributed": "Several devices share the model by",
     "model.start_from_job": "Build on a finished job",
     "hyperparameters.context_length": "Context length (tokens)",
     "output.save_total_limit": "Checkpoints to keep",
@@ -57,6 +58,10 @@ CHOICE_LABELS = {
         "sft": "Learn from example answers (SFT)",
         "dpo": "Prefer the better of two answers (DPO)",
         "reward": "Train a reward model that scores answers",
+    },
+    "hyperparameters.distributed": {
+        "ddp": "A whole copy on each device (DDP)",
+        "fsdp": "Shard the model across devices (FSDP)",
     },
 }
 

@@ -32,6 +32,7 @@ ADVANCED = [
     "hyperparameters.precision",
     "hyperparameters.gradient_checkpointing",
     "hyperparameters.devices",
+    "hyperparameters.distributed",
     "hyperparameters.group_by_length",
     "hyperparameters.packing",
     "hyperparameters.seed",
