@@ -17,7 +17,7 @@ from training.jobs import JobManager
 from training.presets import example_jobs
 from training.redact import register_secret
 from training.spec import load_spec
-from wizard import chat, monitor, publish
+from wizard import chat, monitor, publish, results
 from wizard.form import SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
 
@@ -67,7 +67,10 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                 step_problems = gr.Markdown()
             with gr.Tab("Chat") as chat_tab_button:
                 chat_tab = chat.build(manager, sessions, token)
-                publish.connect(publish.build(), manager, job=chat_tab.job, token=token)
+            with gr.Tab("Results") as results_tab_button:
+                results_tab = results.build()
+                publish.connect(publish.build(), manager, job=results_tab.job, token=token)
+                results.connect(results_tab, manager, token)
 
         # ---- Navigation: Next validates the current step; Back keeps everything entered ----
         steps = {STEP_MODEL: model.PATHS, STEP_DATA: data.PATHS, STEP_HYPER: hyperparameters.PATHS}
@@ -210,6 +213,14 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             return gr.update(choices=finished, value=current if current in finished else next(iter(finished), None))
 
         chat_tab_button.select(finished_jobs, inputs=chat_tab.job, outputs=chat_tab.job, api_visibility="private")
+
+        def jobs_with_a_model(current=None):
+            done = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
+            return gr.update(choices=done, value=current if current in done else next(iter(done), None))
+
+        results_tab_button.select(
+            jobs_with_a_model, inputs=results_tab.job, outputs=results_tab.job, api_visibility="private"
+        )
 
         def on_load():
             job_id = monitor.job_to_show(manager)

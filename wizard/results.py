@@ -1,0 +1,180 @@
+"""The Results tab: where a finished job's model is, is it any good, and how to take it away.
+
+For the job picked: the folder and what is in it, the evaluation (base vs tuned, computed when the
+job finished, or now with "Evaluate"), zip downloads of the adapter and of a merged model, the
+"Push to the Hub" panel, and the commands that reproduce the run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from training.errors import UserError
+from training.jobs import JobManager
+
+# Zips are written outside the job folders, in the temp folder gradio may serve downloads from
+EXPORTS = Path(tempfile.gettempdir()) / "lathe-exports"
+
+
+@dataclass
+class ResultsTab:
+    job: gr.Dropdown
+    where: gr.Markdown
+    evaluation: gr.Markdown
+    evaluate: gr.Button
+    adapter_zip: gr.DownloadButton
+    merged_zip: gr.DownloadButton
+    reproduce: gr.Markdown
+
+
+def build() -> ResultsTab:
+    job = gr.Dropdown(label="Finished job", choices=[], info="Jobs that have saved a model.", allow_custom_value=True)
+    where = gr.Markdown()
+    gr.Markdown("### Is it any good? Base vs tuned on held-out rows")
+    evaluation = gr.Markdown()
+    evaluate = gr.Button("Evaluate again")
+    gr.Markdown("### Take it away")
+    with gr.Row():
+        adapter_zip = gr.DownloadButton("Download the adapter (.zip)", value=None)
+        merged_zip = gr.DownloadButton("Download a merged model (.zip)", value=None)
+    gr.Markdown(
+        "Clicking builds the zip (a merged model takes a minute) and offers it; click again to save it. "
+        "The adapter loads with `PeftModel.from_pretrained`, the merged model with "
+        "`AutoModelForCausalLM.from_pretrained`."
+    )
+    with gr.Accordion("Reproduce this run", open=False):
+        reproduce = gr.Markdown()
+    return ResultsTab(job, where, evaluation, evaluate, adapter_zip, merged_zip, reproduce)
+
+
+def where_markdown(job_dir: Path, output_dir: str | None) -> str:
+    if not output_dir:
+        return "This job has not saved a model yet."
+    files = sorted(p.name for p in Path(output_dir).iterdir()) if Path(output_dir).is_dir() else []
+    return (
+        f"**Your model is in** `{output_dir}`\n\n"
+        f"Files: {', '.join(f'`{name}`' for name in files)}\n\n"
+        f"The job folder `{job_dir}` also holds its spec, logs, data summary (`data.json`), evaluation "
+        "(`eval.json`), the rows it trained on (`prepared-data/`) and `environment.json`.\n\n"
+        f"From the command line: `python app.py export {job_dir} --merged --out my-model`"
+    )
+
+
+def evaluation_markdown(job_dir: Path) -> str:
+    from training.evaluate import read_report
+
+    report = read_report(job_dir)
+    if report is None:
+        return "Not evaluated yet: press **Evaluate again** (about a minute on a CPU)."
+    lines = [f"On {report.rows} {report.held_out} ({report.task}).", "", "| metric | base | tuned |", "|---|---|---|"]
+    for name, tuned in report.tuned.items():
+        better = "" if name not in report.base else (" ✅" if _improved(name, report.base[name], tuned) else "")
+        lines.append(f"| {name} | {report.base.get(name, float('nan')):.4g} | {tuned:.4g}{better} |")
+    for side, table in report.confusion.items():
+        labels = sorted({*table, *(p for row in table.values() for p in row)})
+        lines += ["", f"**Confusion ({side})**: rows are the right label, columns the model's answer", ""]
+        lines += ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        for gold, row in table.items():
+            lines.append(f"| **{gold}** | " + " | ".join(str(row.get(p, 0)) for p in labels) + " |")
+    if report.samples:
+        lines += ["", "| prompt | expected | base | tuned |", "|---|---|---|---|"]
+        lines += [
+            "| " + " | ".join(_cell(s[key]) for key in ("prompt", "reference", "base", "tuned")) + " |"
+            for s in report.samples
+        ]
+    return "\n".join(lines)
+
+
+def _improved(metric: str, base: float, tuned: float) -> bool:
+    lower_is_better = metric in ("loss", "perplexity")
+    return tuned < base if lower_is_better else tuned > base
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:200]
+
+
+def known_job_dir(manager: JobManager, job_id: str | None) -> Path:
+    """The folder of a job of this app's jobs folder; anything else (a typed name, a path) is refused."""
+    if not job_id or job_id not in manager.list_jobs():
+        raise UserError("Pick a finished job from the list.")
+    return Path(manager.snapshot(job_id).job_dir)
+
+
+def show(manager: JobManager, job_id: str | None) -> tuple[str, str, str]:
+    """(where, evaluation, reproduce) for the job picked."""
+    try:
+        job_dir = known_job_dir(manager, job_id)
+    except UserError as error:
+        return str(error), "", ""
+    snapshot = manager.snapshot(job_id)
+    reproduce = job_dir / "reproduce.md"
+    steps = reproduce.read_text() if reproduce.is_file() else "This job was made before Lathe wrote reproduce.md."
+    return where_markdown(job_dir, snapshot.output_dir), evaluation_markdown(job_dir), steps
+
+
+def evaluate(manager: JobManager, job_id: str | None, secret: str) -> Iterator[str]:
+    from training.evaluate import evaluate_job  # loads torch: only when someone evaluates
+
+    try:
+        job_dir = known_job_dir(manager, job_id)
+    except UserError as error:
+        yield str(error)
+        return
+    yield "Evaluating: loading the base and the tuned model, then answering the held-out prompts…"
+    try:
+        evaluate_job(job_dir, token=secret or None)
+    except UserError as error:
+        yield f"⚠ {error}"
+        return
+    yield evaluation_markdown(job_dir)
+
+
+def export_zip(manager: JobManager, job_id: str | None, merged: bool, secret: str):
+    """Export the job's adapter or merged model and return the zip's path for the download button."""
+    from training.export import export_adapter, export_merged, zip_folder
+
+    kind = "merged" if merged else "adapter"
+    try:
+        job_dir = known_job_dir(manager, job_id)
+        folder = Path(tempfile.mkdtemp(prefix=f"{job_id}-{kind}-", dir=_exports()))
+        if merged:
+            export_merged(job_dir, folder / f"{job_id}-{kind}", token=secret or None)
+        else:
+            export_adapter(job_dir, folder / f"{job_id}-{kind}")
+    except UserError as error:
+        raise gr.Error(str(error)) from None
+    return str(zip_folder(folder / f"{job_id}-{kind}", folder / f"{job_id}-{kind}.zip"))
+
+
+def _exports() -> Path:
+    EXPORTS.mkdir(parents=True, exist_ok=True)
+    return EXPORTS
+
+
+def connect(tab: ResultsTab, manager: JobManager, token: gr.State) -> None:
+    outputs = [tab.where, tab.evaluation, tab.reproduce]
+    tab.job.change(lambda job_id: show(manager, job_id), inputs=tab.job, outputs=outputs, api_name="show_results")
+
+    def evaluate_again(job_id, secret):
+        yield from evaluate(manager, job_id, secret)
+
+    tab.evaluate.click(
+        evaluate_again,
+        inputs=[tab.job, token],
+        outputs=tab.evaluation,
+        api_name="evaluate_job",
+    )
+    downloads = ((tab.adapter_zip, False, "download_adapter"), (tab.merged_zip, True, "download_merged"))
+    for button, merged, name in downloads:
+        button.click(
+            lambda job_id, secret, merged=merged: export_zip(manager, job_id, merged, secret),
+            inputs=[tab.job, token],
+            outputs=button,
+            api_name=name,
+        )
