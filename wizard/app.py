@@ -18,7 +18,7 @@ from training.presets import example_jobs
 from training.redact import register_secret
 from training.spec import load_spec
 from wizard import chat, monitor, publish, results
-from wizard.form import SpecForm, owning_field, problems_markdown
+from wizard.form import GENERAL_DEMO, SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
 
 STEP_MODEL, STEP_DATA, STEP_HYPER, STEP_PREVIEW, STEP_LAUNCH = 1, 2, 3, 4, 5
@@ -127,11 +127,33 @@ def build_ui(manager: JobManager) -> gr.Blocks:
         )
         # Picking a catalog model applies its suggested settings (e.g. QLoRA and a longer context for 7B)
         suggested = model.suggested_paths()
-        model_step.model.change(
+        # .input, not .change: a loaded spec sets the model too, and must keep its own settings
+        model_step.model.input(
             lambda model_id: model.suggested_values(model_id, suggested),
             inputs=model_step.model,
             outputs=[form.components[p] for p in suggested],
             api_visibility="private",
+        )
+
+        def load_saved_spec(path):
+            from training.spec import load_spec as read_spec
+
+            unchanged = [gr.update() for _ in form.inputs]
+            if not path:
+                return [*unchanged, ""]
+            try:
+                spec = read_spec(path)
+            except UserError as error:
+                return [*unchanged, f"⚠ {error}"]
+            left_out = [s for s in spec.data.mix_in if s != GENERAL_DEMO]
+            note = f" data.mix_in {', '.join(left_out)} cannot be shown here and was left out." if left_out else ""
+            return [*form.values_for(spec), f"✅ Loaded **{spec.name}**: every step is filled in.{note}"]
+
+        model_step.spec_file.upload(
+            load_saved_spec,
+            inputs=model_step.spec_file,
+            outputs=[*form.inputs, model_step.spec_loaded],
+            api_name="load_spec",
         )
         data_step.preview_button.click(
             lambda secret, *values: data.render_preview(form, values, token=secret or None),

@@ -155,6 +155,24 @@ class SpecForm:
             fields["data.field_map"] = parse_field_map(fields.pop(FIELD_MAP) or "")
         return {path: _clean(value) for path, value in fields.items()}
 
+    def values_for(self, spec: JobSpec) -> list[Any]:
+        """The form's values (in `inputs` order) that describe `spec`: the inverse of `overrides`."""
+        source = spec.data.source
+        indirect = {
+            STOP_RULE: STOP_BY_STEPS if spec.hyperparameters.max_steps else STOP_BY_EPOCHS,
+            SOURCE_KIND: SOURCE_DEMO
+            if source.startswith(DEMO_PREFIX)
+            else SOURCE_HUB
+            if source.startswith(HUB_PREFIX)
+            else SOURCE_UPLOAD,
+            DEMO_NAME: source.removeprefix(DEMO_PREFIX) if source.startswith(DEMO_PREFIX) else None,
+            HUB_DATASET: source.removeprefix(HUB_PREFIX) if source.startswith(HUB_PREFIX) else "",
+            UPLOADED_PATH: "" if source.startswith((DEMO_PREFIX, HUB_PREFIX)) else source,
+            MIX_GENERAL: GENERAL_DEMO in spec.data.mix_in,
+            FIELD_MAP: field_map_text(spec.data.field_map),
+        }
+        return [indirect[key] if key in indirect else value_at(spec, key) for key in self.components]
+
     def build(self, values: Sequence[Any]) -> tuple[JobSpec | None, list[tuple[str, str]]]:
         """The spec these values describe, or every problem as (field path, message)."""
         try:

@@ -44,6 +44,7 @@ PATHS = [
     MIX_GENERAL,
     "data.validation_split",
     "data.validation_source",
+    "data.max_rows",
 ]
 PREVIEW_ROWS = 3
 
@@ -105,7 +106,8 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             label="Demo dataset",
             value=base_source.removeprefix("demo:") if is_demo else demos[0],
             info="identity teaches the model a new name and maker; general is everyday Q&A; "
-            "preferences pairs a direct answer with an evasive one (for DPO and reward models).",
+            "preferences pairs a direct answer with an evasive one (for DPO and reward models); "
+            "support-tickets sorts messages into four labels (classification).",
         ),
     )
     upload = gr.File(
@@ -149,6 +151,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     with gr.Row():
         form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
         form.field("data.validation_source", label="Or separate validation data")
+        form.field("data.max_rows", label="Use at most this many rows")
     upload.upload(
         lambda path: (keep_upload(path, uploads_dir), SOURCE_UPLOAD),
         inputs=upload,

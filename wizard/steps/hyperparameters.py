@@ -40,6 +40,8 @@ ADVANCED = [
     "hyperparameters.eval_steps",
     "hyperparameters.save_steps",
     "output.save_total_limit",
+    "output.merge_adapter",
+    "output.evaluate",
 ]
 PATHS = [STOP_RULE, *MAIN, *ADVANCED]
 PRESET_HELP = "\n".join(f"- **{name.capitalize()}**: {recipe.description}" for name, recipe in recipes().items())

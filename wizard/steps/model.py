@@ -9,11 +9,13 @@ import gradio as gr
 from training.presets import model_catalog
 from wizard.form import SpecForm
 
-PATHS = ["name", "model.name_or_path", "model.start_from_job"]
+PATHS = ["name", "model.name_or_path", "model.revision", "model.start_from_job"]
 
 
 @dataclass
 class ModelStep:
+    spec_file: gr.File
+    spec_loaded: gr.Markdown
     model: gr.Dropdown
     model_info: gr.Markdown
     token: gr.Textbox
@@ -42,6 +44,9 @@ def suggested_values(model_id: str, paths: list[str]) -> list:
 
 def build(form: SpecForm) -> ModelStep:
     gr.Markdown("### 1 · Model & token\nPick the model to fine-tune. The embedded model works offline.")
+    with gr.Accordion("Start from a saved spec (spec.yaml)", open=False):
+        spec_file = gr.File(label="spec.yaml", file_types=[".yaml", ".yml"], type="filepath")
+        spec_loaded = gr.Markdown("Every step is filled from the file; the GPU preview offers it for download.")
     form.field("name", label="Job name")
     choices = [(entry.label, entry.id) for entry in model_catalog()]
     model = form.field(
@@ -52,6 +57,8 @@ def build(form: SpecForm) -> ModelStep:
         label="Model",
     )
     model_info = gr.Markdown(describe_model(form.base.model.name_or_path))
+    with gr.Accordion("Model revision", open=bool(form.base.model.revision)):
+        form.field("model.revision", label="Revision (branch, tag or commit)")
     model.change(describe_model, inputs=model, outputs=model_info, api_visibility="private")
     with gr.Accordion("Build on a finished job (e.g. DPO after SFT)", open=bool(form.base.model.start_from_job)):
         form.field("model.start_from_job", placeholder="jobs/my-first-job-…")
@@ -63,4 +70,4 @@ def build(form: SpecForm) -> ModelStep:
     with gr.Row():
         check = gr.Button("Check access", variant="secondary")
     access = gr.Markdown()
-    return ModelStep(model=model, model_info=model_info, token=token, check=check, access=access)
+    return ModelStep(spec_file, spec_loaded, model, model_info, token, check, access)
