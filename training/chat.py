@@ -284,7 +284,10 @@ class ChatSession:
                         yield piece
             finally:
                 abandoned.set()  # if the reader stopped early (Stop pressed), stop before freeing the lock
-                thread.join()
+                # An abandoned generator can be finalised by the garbage collector in any thread, including
+                # the generating one, which cannot join itself; it stops at the next token all the same.
+                if threading.current_thread() is not thread:
+                    thread.join()
             if errors:
                 raise errors[0]
             if times:  # still under the lock, so the stats are this reply's and no other's

@@ -299,13 +299,33 @@ def usage(stats) -> dict[str, int]:
     }
 
 
+def closing_event_stream(events: Iterator[str]):
+    """A text/event-stream response that closes `events` when it ends, however it ends.
+
+    When a client hangs up, Starlette cancels the response; an async generator wrapped around `events`
+    would be left for the garbage collector, which may finalise it much later, or inside ChatSession's
+    own generating thread. Closing it here, in a worker thread, stops ChatSession at its next token
+    and frees the model for the next request."""
+    import anyio
+    from fastapi.responses import StreamingResponse
+
+    class Response(StreamingResponse):
+        async def __call__(self, scope, receive, send):
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                with anyio.CancelScope(shield=True):  # runs while being cancelled
+                    await anyio.to_thread.run_sync(events.close)
+
+    return Response(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
 def create_app(completions: ChatCompletions, api_key: str | None = None, created: int | None = None):
     """The FastAPI app. `api_key`: when set, every request needs `Authorization: Bearer <key>`."""
     import anyio
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.concurrency import iterate_in_threadpool
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
     app = FastAPI(title="Lathe OpenAI-compatible API", docs_url=None, redoc_url=None, openapi_url=None)
@@ -368,17 +388,7 @@ def create_app(completions: ChatCompletions, api_key: str | None = None, created
             log.error("generation failed: %s: %s", type(error).__name__, error)
             raise ApiError(500, f"Generation failed: {type(error).__name__}: {error}") from None
 
-        async def body():
-            try:
-                async for event in iterate_in_threadpool(events):
-                    yield event
-            finally:
-                # A client that hangs up mid-answer: close the generator so ChatSession stops generating
-                # and the lock is freed for the next request (shielded: this runs while being cancelled).
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(events.close)
-
-        return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return closing_event_stream(events)
 
     return app
 
