@@ -94,11 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("serve", help="Serve a finished job's model over an OpenAI-compatible HTTP API.")
     api.add_argument("job_dir", help="The job folder.")
     # Own dests: the global --host/--port belong to the wizard, and a sub-command's defaults would overwrite them.
-    api.add_argument("--host", dest="api_host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
-    api.add_argument("--port", dest="api_port", type=int, default=8000, help="Port to listen on (default 8000).")
+    api.add_argument("--host", dest="api_host", metavar="HOST", default="127.0.0.1", help="Address (127.0.0.1).")
+    api.add_argument("--port", dest="api_port", metavar="PORT", type=int, default=8000, help="Port (default 8000).")
     api.add_argument("--base", action="store_true", help="Serve the base model instead of the fine-tuned one.")
     api.add_argument(
         "--api-key",
+        metavar="KEY",
         help="Require `Authorization: Bearer KEY` on every request (needed for a --host other than loopback). "
         "Prefer env LATHE_API_KEY: a command line is visible to other users of the machine.",
     )
