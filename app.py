@@ -9,6 +9,7 @@
     python app.py eval JOB_DIR             base vs tuned: validation loss, task scores, sample answers
     python app.py export JOB_DIR --out DIR [--merged] [--zip]   the adapter, or a standalone merged model
     python app.py push JOB_DIR --repo ID [--merged] [--public]  upload it to the Hugging Face Hub (token: HF_TOKEN)
+    python app.py serve JOB_DIR            an OpenAI-compatible API over a finished job (--port, --base)
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -30,14 +31,15 @@ from training import redact  # noqa: E402
 from training.errors import UserError  # noqa: E402
 
 DEFAULT_JOBS_DIR = os.environ.get("LATHE_JOBS_DIR", "jobs")
+WIZARD_HOST, WIZARD_PORT = "127.0.0.1", 7860
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Lathe: fine-tune open LLMs without code.")
     parser.add_argument("--jobs-dir", default=DEFAULT_JOBS_DIR, help="Folder that holds job folders (default: jobs).")
     parser.add_argument("--cache-dir", help="Folder for converted models (default: ~/.cache/lathe).")
-    parser.add_argument("--host", default="127.0.0.1", help="Address to serve the wizard on.")
-    parser.add_argument("--port", type=int, default=7860, help="Port to serve the wizard on.")
+    parser.add_argument("--host", default=WIZARD_HOST, help="Address to serve the wizard on.")
+    parser.add_argument("--port", type=int, default=WIZARD_PORT, help="Port to serve the wizard on.")
     parser.add_argument(
         "--max-upload-mb",
         type=int,
@@ -112,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--repo", required=True, help="owner/name, or just a name for the token's own account.")
     push.add_argument("--merged", action="store_true", help="Push one standalone merged model instead of the adapter.")
     push.add_argument("--public", action="store_true", help="Make a new repo public (default: private).")
+    api = commands.add_parser("serve", help="Serve a finished job's model over an OpenAI-compatible HTTP API.")
+    api.add_argument("job_dir", help="The job folder.")
+    # Own dests: the global --host/--port belong to the wizard, and a sub-command's defaults would overwrite them.
+    api.add_argument("--host", dest="api_host", metavar="HOST", default="127.0.0.1", help="Address (127.0.0.1).")
+    api.add_argument("--port", dest="api_port", metavar="PORT", type=int, default=8000, help="Port (default 8000).")
+    api.add_argument("--base", action="store_true", help="Serve the base model instead of the fine-tuned one.")
+    api.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="Require `Authorization: Bearer KEY` on every request (needed for a --host other than loopback). "
+        "Prefer env LATHE_API_KEY: a command line is visible to other users of the machine.",
+    )
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -142,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             return command_export(args)
         if args.command == "push":
             return command_push(args)
-        return command_serve(args)
+        if args.command == "serve":
+            return command_serve_api(args)
+        return command_wizard(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -360,7 +376,19 @@ def command_push(args) -> int:
     return 0
 
 
-def command_serve(args) -> int:
+def command_serve_api(args) -> int:
+    from training.openai_api import serve
+
+    if (args.host, args.port) != (WIZARD_HOST, WIZARD_PORT):
+        raise UserError("--host and --port before `serve` are the wizard's; write them after it: serve JOB --port P")
+    if not 1 <= args.api_port <= 65535:
+        raise UserError(f"--port {args.api_port}: choose a port from 1 to 65535.")
+    api_key = args.api_key or os.environ.get("LATHE_API_KEY") or None
+    serve(args.job_dir, args.api_host, args.api_port, not args.base, api_key, token=os.environ.get("HF_TOKEN"))
+    return 0
+
+
+def command_wizard(args) -> int:
     from training.jobs import JobManager
     from wizard.app import launch
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from training.errors import UserError
 from training.hardware import cpu_has_fast_bf16
@@ -38,6 +39,7 @@ class GenerationSettings:
     max_new_tokens: int = 128
     temperature: float = 0.0  # 0 = greedy: the same question always gets the same answer
     top_p: float = 1.0
+    seed: int | None = None  # sampling only: the same seed draws the same answer again
 
     def to_kwargs(self) -> dict:
         if self.temperature <= 0:
@@ -63,6 +65,8 @@ class ReplyStats:
     time_to_first_token_s: float
     tokens_per_second: float
     new_tokens: int
+    prompt_tokens: int = 0  # the conversation after the chat template, in the tokenizer's tokens
+    finish_reason: str = "stop"  # "stop": the model ended its answer (EOS); "length": max_new_tokens ran out
 
 
 def inference_dtype(device: str):
@@ -134,11 +138,15 @@ class ChatSession:
         token: str | None = None,
         device: str | None = None,
         share_base_weights: bool | None = None,
+        answers: Literal["both", "tuned", "base"] = "both",
     ):
         """`share_base_weights`: one copy of the base weights with the adapter on top (base answers run
         with the adapter switched off) instead of two copies. None = on a GPU only, where memory is
         scarce and a second 7B copy would not fit beside a training job; on a CPU two bf16 copies are
-        faster (no LoRA dispatch per token) and cost what one fp32 copy did."""
+        faster (no LoRA dispatch per token) and cost what one fp32 copy did.
+
+        `answers`: "tuned" or "base" loads only the model that will answer (the API server serves one),
+        so a large model does not sit in memory twice for nothing."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -162,20 +170,24 @@ class ChatSession:
             return merge_adapters(model, earlier_adapters) if ref == base_ref else model
 
         share = self.device != "cpu" if share_base_weights is None else share_base_weights
-        self.base_model = None  # None: base answers come from self.model with its adapter disabled
-        if adapter_dir.is_dir():
-            from peft import PeftModel
-
-            tuned = PeftModel.from_pretrained(load(base_ref, **hub), str(adapter_dir))
-            tuned = tuned if share else tuned.merge_and_unload()
-            self.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-        elif model_dir.is_dir():
-            tuned = load(str(model_dir))
-            self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        else:
+        share = share and answers == "both"  # sharing saves a copy only when both answer
+        weights_dir = adapter_dir if adapter_dir.is_dir() else model_dir
+        if not weights_dir.is_dir():
             raise UserError(f"{self.job_dir} has no adapter/ or model/ folder yet. Has the job finished?")
-        self.model = tuned.to(self.device, self.dtype).eval()
-        if not (share and adapter_dir.is_dir()):
+        self.tokenizer = AutoTokenizer.from_pretrained(str(weights_dir))  # the job's chat template
+        self.model = None  # the tuned model; None when only the base answers
+        self.base_model = None  # None: base answers come from self.model with its adapter disabled
+        self._adapter_shared = share and adapter_dir.is_dir()
+        if answers != "base":
+            if adapter_dir.is_dir():
+                from peft import PeftModel
+
+                tuned = PeftModel.from_pretrained(load(base_ref, **hub), str(adapter_dir))
+                tuned = tuned if self._adapter_shared else tuned.merge_and_unload()
+            else:
+                tuned = load(str(model_dir))
+            self.model = tuned.to(self.device, self.dtype).eval()
+        if answers != "tuned" and not self._adapter_shared:
             self.base_model = load(base_ref, **hub).to(self.device, self.dtype).eval()  # never sees the adapter
         self._lock = threading.Lock()  # one generation at a time: the models are shared
         self.last_stats: ReplyStats | None = None  # set when a stream() finishes
@@ -190,9 +202,30 @@ class ChatSession:
             yield self.model
 
     def _inputs(self, messages: list[Message]):
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(self.device)
+        from jinja2 import TemplateError
+
+        try:
+            inputs = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+        except TemplateError as error:  # e.g. a template that allows no system message, or strict turn order
+            raise UserError(f"messages: the model's chat template refused this conversation: {error}") from None
+        return inputs.to(self.device)
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        """How many tokens the conversation takes once the chat template is applied."""
+        return int(self._inputs(messages)["input_ids"].shape[1])
+
+    @property
+    def context_window(self) -> int | None:
+        """The most tokens (prompt + answer) the model was built to read, when its config says."""
+        model = self.model if self.model is not None else self.base_model
+        return getattr(model.config, "max_position_embeddings", None)
+
+    def _stop_ids(self, model) -> set[int]:
+        eos = model.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        return set(eos) | ({self.tokenizer.eos_token_id} - {None})
 
     def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(messages, tuned=tuned, settings=settings))
@@ -206,8 +239,13 @@ class ChatSession:
 
         started = time.perf_counter()
         settings = settings or GenerationSettings()
+        if tuned and self.model is None:
+            raise UserError("This session loaded only the base model; load it with answers='tuned' or 'both'.")
+        if not tuned and self.base_model is None and not self._adapter_shared:
+            raise UserError("This session loaded only the tuned model; load it with answers='base' or 'both'.")
         model = self.model if tuned or self.base_model is None else self.base_model
         adapter_off = not tuned and self.base_model is None
+        inputs = self._inputs(messages)  # here, so a conversation the template refuses is reported at once
         streamer, abandoned, errors = _TokenStreamer(), threading.Event(), []
 
         class StopWhenAbandoned(StoppingCriteria):
@@ -221,8 +259,10 @@ class ChatSession:
                     _torch_threads(self.threads),
                     model.disable_adapter() if adapter_off else contextlib.nullcontext(),
                 ):
+                    if settings.seed is not None and settings.temperature > 0:
+                        torch.manual_seed(settings.seed)  # under the lock: no other answer draws meanwhile
                     model.generate(
-                        **self._inputs(messages),
+                        **inputs,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
                         pad_token_id=self.tokenizer.pad_token_id,
@@ -253,13 +293,19 @@ class ChatSession:
                         yield piece
             finally:
                 abandoned.set()  # if the reader stopped early (Stop pressed), stop before freeing the lock
-                thread.join()
-        if errors:
-            raise errors[0]
-        if times:
-            decode_s = times[-1] - times[0]
-            self.last_stats = ReplyStats(
-                time_to_first_token_s=times[0] - started,
-                tokens_per_second=(len(ids) - 1) / decode_s if decode_s > 0 else 0.0,
-                new_tokens=len(ids),
-            )
+                # An abandoned generator can be finalised by the garbage collector in any thread, including
+                # the generating one, which cannot join itself; it stops at the next token all the same.
+                if threading.current_thread() is not thread:
+                    thread.join()
+            if errors:
+                raise errors[0]
+            if times:  # still under the lock, so the stats are this reply's and no other's
+                decode_s = times[-1] - times[0]
+                ended_itself = ids[-1] in self._stop_ids(model)
+                self.last_stats = ReplyStats(
+                    time_to_first_token_s=times[0] - started,
+                    tokens_per_second=(len(ids) - 1) / decode_s if decode_s > 0 else 0.0,
+                    new_tokens=len(ids),
+                    prompt_tokens=int(inputs["input_ids"].shape[1]),
+                    finish_reason="length" if not ended_itself and len(ids) >= settings.max_new_tokens else "stop",
+                )
