@@ -296,8 +296,10 @@ def test_upload_file_names_never_escape_the_upload_folder(served, canaries):
         else:
             assert response.status_code == 400, (name, response.status_code)
     assert all(path.read_text() == canaries["content"] for path in canaries["files"])  # never overwritten
-    places = [Path(tempfile.gettempdir()), ROOT, *served["data"].rglob("*")]  # where a ../ name could land
+    # where a ../ name could land; inside gradio's folder is where each upload belongs (under its base name)
+    places = [Path(tempfile.gettempdir()), ROOT, gradio_files.parent, *served["data"].iterdir()]
     assert not [hit for place in places if place.is_dir() for hit in place.glob(f"{marker}*")]
+    assert list(gradio_files.rglob(f"{marker}*"))  # the uploads did happen
 
 
 # ---- uploads: the size limit and the type allow-list ----
