@@ -22,7 +22,7 @@ import pytest
 from gradio_client import Client
 
 from training.jobs import JobManager
-from wizard.app import launch
+from wizard.app import gradio_files_folder, launch
 from wizard.auth import Authenticator, LoginLimiter, add_user, read_auth_file, verify_password
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def canaries(served):
         Path(tempfile.gettempdir()) / f"lathe-canary-{os.getpid()}.txt",
         ROOT / f"lathe-canary-{os.getpid()}.txt",
     ]
-    gradio_files = served["demo"].lathe_gradio_files
+    gradio_files = gradio_files_folder(served["manager"].jobs_dir)
     links = [
         gradio_files / "planted" / "link.txt",
         served["data"] / "uploads" / "link.jsonl",
@@ -261,7 +261,7 @@ FILE_ROUTES = [
 
 def test_no_path_traversal_payload_reaches_a_planted_canary(served, canaries):
     url, cookies = served["url"], served["cookies"]
-    gradio_files = served["demo"].lathe_gradio_files
+    gradio_files = gradio_files_folder(served["manager"].jobs_dir)
     leaks, sent = [], 0
     for target in canaries["files"]:
         payloads = traversal_payloads(target, gradio_files, canaries["links"])
@@ -284,7 +284,7 @@ def test_no_path_traversal_payload_reaches_a_planted_canary(served, canaries):
 
 def test_upload_file_names_never_escape_the_upload_folder(served, canaries):
     url, cookies = served["url"], served["cookies"]
-    gradio_files = served["demo"].lathe_gradio_files.resolve()
+    gradio_files = gradio_files_folder(served["manager"].jobs_dir).resolve()
     marker = f"lathe-written-{secrets.token_hex(6)}"
     names = [p.replace("\x00", "") or "x" for p in traversal_payloads(canaries["files"][0], gradio_files, [])]
     names += [f"../../../../tmp/{marker}.jsonl", f"..\\..\\..\\{marker}.jsonl", f"/tmp/{marker}.jsonl", f"../{marker}"]
@@ -311,7 +311,7 @@ def all_files(folder: Path) -> set[Path]:
 
 def test_an_upload_over_the_limit_is_refused_and_leaves_no_temp_file(served):
     url, cookies = served["url"], served["cookies"]
-    gradio_files = served["demo"].lathe_gradio_files
+    gradio_files = gradio_files_folder(served["manager"].jobs_dir)
     before = all_files(gradio_files)
     too_big = httpx.post(
         f"{url}/gradio_api/upload", files={"files": ("big.jsonl", b"x" * (3 * 2**20))}, cookies=cookies, timeout=60

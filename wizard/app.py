@@ -236,7 +236,7 @@ def launch(
     auth: Authenticator | None = None,
 ):
     require_login_unless_local(host, auth)
-    gradio_files = confine_gradio_files(manager)
+    confine_gradio_files(manager)
     demo = build_ui(manager)
     demo.queue().launch(
         server_name=host,
@@ -259,11 +259,10 @@ def launch(
             "openapi_url": None,  # FastAPI's own schema of every route would otherwise answer without a login
         },
     )
-    demo.lathe_gradio_files = gradio_files  # tests check that nothing outside it is served
     return demo
 
 
-def confine_gradio_files(manager: JobManager) -> Path:
+def confine_gradio_files(manager: JobManager) -> None:
     """Keep gradio's uploads and the files it serves in this app's own upload folder.
 
     gradio serves any file under its temp folder (default /tmp/gradio, shared by every gradio app on the
@@ -274,11 +273,15 @@ def confine_gradio_files(manager: JobManager) -> Path:
             "GRADIO_ALLOWED_PATHS is set, which would let the wizard serve files outside its own folders; "
             "unset it (Lathe serves only its job uploads and downloads)."
         )
-    folder = (manager.jobs_dir.parent / "uploads" / "gradio").resolve()
+    folder = gradio_files_folder(manager.jobs_dir)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder / "examples")
-    return folder
+
+
+def gradio_files_folder(jobs_dir: Path) -> Path:
+    """Where gradio keeps uploads and the files it serves: next to the jobs, inside the uploads folder."""
+    return (Path(jobs_dir).parent / "uploads" / "gradio").resolve()
 
 
 def cache_folders() -> list[str]:
