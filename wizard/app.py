@@ -250,7 +250,7 @@ def launch(
         ssr_mode=False,
         footer_links=["api"],
         auth=auth.check if auth else None,
-        auth_message="Log in with an account made by `python app.py add-user`.",
+        auth_message=auth.login_help() if auth else None,
         # Job folders, converted models and the Hub cache are never served, even if gradio's own
         # checks regress (path handling is its most-patched surface); blocked_paths wins over the rest.
         blocked_paths=[str(manager.jobs_dir.resolve()), *cache_folders()],

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from training.errors import UserError
 
-# scrypt cost: 2**14 x 8 uses 16 MB and ~50 ms per check here, the parameters OWASP lists as a minimum.
+# scrypt cost: 2**14 x 8 uses 16 MB and ~0.1 s per check here, the parameters OWASP lists as a minimum.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCHEME = "scrypt"
 USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -180,16 +180,27 @@ class Authenticator:
     def from_file(cls, path: str | Path, limiter: LoginLimiter | None = None) -> Authenticator:
         return cls(read_auth_file(path), limiter)
 
+    def login_help(self) -> str:
+        """Shown on the login page: it is the only place a person in a browser learns about the pause."""
+        limiter = self.limiter
+        return (
+            f"Log in with an account made by `python app.py add-user`. After {limiter.max_failures} failed "
+            f"attempts, logins for that name pause for {limiter.lockout / 60:g} minutes."
+        )
+
     async def check(self, username: str, password: str) -> bool:
-        from fastapi import HTTPException  # gradio's web framework; the login route turns this into a 429
+        from fastapi import HTTPException  # gradio's web framework: the login route passes this on as the answer
 
         client = CLIENT_ADDRESS.get()
         try:
             self.limiter.check(username, client)
         except TooManyAttempts as refused:
-            raise HTTPException(429, str(refused), headers={"Retry-After": str(int(refused.retry_after))}) from None
+            # 400, not 429: gradio's login page shows its "incorrect credentials" note for a 400 only and says
+            # nothing at all for other codes; scripts get the reason in the detail and Retry-After.
+            headers = {"Retry-After": str(int(refused.retry_after))}
+            raise HTTPException(400, str(refused), headers=headers) from None
         stored = self.users.get(username, self._decoy)
-        # scrypt takes ~50 ms of CPU: run it off the event loop so other requests are not held up
+        # scrypt takes ~0.1 s of CPU: run it off the event loop so other requests are not held up
         ok = await asyncio.to_thread(verify_password, password, stored) and username in self.users
         if not ok:
             self.limiter.failed(username, client)
