@@ -108,6 +108,7 @@ def raw_get(url: str, target: str, cookies: dict[str, str] | None = None) -> tup
 
 
 def run_app(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run app.py in a new session: with no terminal, getpass reads standard input as a terminal would."""
     environment = {key: value for key, value in os.environ.items() if key != "LATHE_AUTH_FILE"}
     environment.update(env or {})
     return subprocess.run(
@@ -118,6 +119,7 @@ def run_app(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.
         text=True,
         env=environment,
         timeout=120,
+        start_new_session=True,
     )
 
 
@@ -160,6 +162,15 @@ def test_add_user_writes_a_salted_scrypt_hash_readable_by_its_owner_only(tmp_pat
     bad_name = run_app("add-user", str(users), "carol:x", "--password-stdin", stdin=PASSWORD + "\n")
     assert short.returncode != 0 and "at least 8 characters" in short.stderr
     assert bad_name.returncode != 0 and "username" in bad_name.stderr and "Traceback" not in bad_name.stderr
+
+
+def test_add_user_asks_for_the_password_twice_and_changes_nothing_when_they_differ(tmp_path):
+    users = tmp_path / "users.txt"
+    differ = run_app("add-user", str(users), USER, stdin=f"{PASSWORD}\nsomething-else\n")
+    assert differ.returncode != 0 and "differ" in differ.stderr and not users.exists()
+    same = run_app("add-user", str(users), USER, stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert same.returncode == 0, same.stderr
+    assert verify_password(PASSWORD, read_auth_file(users)[USER])
 
 
 # ---- every route that is not public asks for the login ----
