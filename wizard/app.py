@@ -8,9 +8,11 @@ never in the spec, the page or the browser's storage.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from training.errors import UserError
 from training.jobs import JobManager
@@ -18,6 +20,7 @@ from training.presets import example_jobs
 from training.redact import register_secret
 from training.spec import load_spec
 from wizard import chat, monitor, publish, results
+from wizard.auth import Authenticator, ClientAddressMiddleware, require_login_unless_local
 from wizard.form import GENERAL_DEMO, SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
 
@@ -271,7 +274,10 @@ def launch(
     port: int | None = 7860,
     block: bool = True,
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    auth: Authenticator | None = None,
 ):
+    require_login_unless_local(host, auth)
+    confine_gradio_files(manager)
     demo = build_ui(manager)
     demo.queue().launch(
         server_name=host,
@@ -284,5 +290,44 @@ def launch(
         max_file_size=f"{max_upload_mb}mb",  # gradio refuses bigger uploads and says the limit
         ssr_mode=False,
         footer_links=["api"],
+        auth=auth.check if auth else None,
+        auth_message=auth.login_help() if auth else None,
+        # Job folders, converted models and the Hub cache are never served, even if gradio's own
+        # checks regress (path handling is its most-patched surface); blocked_paths wins over the rest.
+        blocked_paths=[str(manager.jobs_dir.resolve()), *cache_folders()],
+        app_kwargs={
+            "middleware": [Middleware(ClientAddressMiddleware)],  # the login limiter needs the client's address
+            "openapi_url": None,  # FastAPI's own schema of every route would otherwise answer without a login
+        },
     )
     return demo
+
+
+def confine_gradio_files(manager: JobManager) -> None:
+    """Keep gradio's uploads and the files it serves in this app's own upload folder.
+
+    gradio serves any file under its temp folder (default /tmp/gradio, shared by every gradio app on the
+    machine) and its examples cache (default ./.gradio, relative to where the app starts). Both are read
+    from the environment when components are built, so set them before build_ui."""
+    if os.environ.get("GRADIO_ALLOWED_PATHS"):
+        raise UserError(
+            "GRADIO_ALLOWED_PATHS is set, which would let the wizard serve files outside its own folders; "
+            "unset it (Lathe serves only its job uploads and downloads)."
+        )
+    folder = gradio_files_folder(manager.jobs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder / "examples")
+
+
+def gradio_files_folder(jobs_dir: Path) -> Path:
+    """Where gradio keeps uploads and the files it serves: next to the jobs, inside the uploads folder."""
+    return (Path(jobs_dir).parent / "uploads" / "gradio").resolve()
+
+
+def cache_folders() -> list[str]:
+    """The converted-model cache and the Hugging Face cache, which can hold models and tokens."""
+    from training.models import cache_root
+
+    folders = [cache_root(), Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))]
+    return [str(Path(folder).expanduser().resolve()) for folder in folders]

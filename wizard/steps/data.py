@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import shutil
@@ -47,11 +48,13 @@ PATHS = [
     "data.max_rows",
 ]
 PREVIEW_ROWS = 3
+ALLOWED_TYPES = ", ".join(SUFFIXES[:-1]) + " or " + SUFFIXES[-1]
 
 
 @dataclass
 class DataStep:
     upload: gr.File
+    upload_note: gr.Markdown
     uploaded_path: gr.Textbox
     preview_button: gr.Button
     preview: gr.HTML
@@ -64,11 +67,38 @@ def keep_upload(temporary_path: str | None, uploads_dir: Path) -> str:
     data = Path(temporary_path).read_bytes()
     uploads_dir.mkdir(parents=True, exist_ok=True)
     suffix = Path(temporary_path).suffix.lower()
-    suffix = suffix if suffix in SUFFIXES else ".unsupported"  # the reader then says which types it takes
     target = uploads_dir / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
     if not target.exists():
         shutil.copyfile(temporary_path, target)
     return str(target)
+
+
+def take_upload(file_data: dict | None, uploads_dir: Path):
+    """(File, uploaded path, source kind, note) after an upload: a data file is kept; anything else is deleted.
+
+    gradio's /upload stores a file of any type, and `file_types` only filters the browser's file picker,
+    so the type is checked here, on the server, before the file is read."""
+    if not file_data:
+        return gr.update(), "", gr.update(), ""
+    uploaded = Path(file_data["path"])  # gradio has checked that it lies in its upload folder
+    suffix = uploaded.suffix.lower()  # gradio names the stored file after the person's file
+    if suffix not in SUFFIXES:
+        discard_upload(uploaded)
+        shown = html.escape(suffix or "file without an extension")
+        return None, "", gr.update(), f"⚠ A {shown} file is not a data file Lathe reads. Upload {ALLOWED_TYPES}."
+    return gr.update(), keep_upload(str(uploaded), uploads_dir), SOURCE_UPLOAD, ""
+
+
+def discard_upload(uploaded: Path) -> None:
+    """Delete a refused upload and the per-upload folder gradio made for it, never anything outside its folder."""
+    from gradio.utils import get_upload_folder, is_in_or_equal
+
+    root = Path(get_upload_folder())
+    if uploaded.parent.resolve() == root.resolve() or not is_in_or_equal(uploaded, root):
+        return
+    uploaded.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: another upload of the same content is still there
+        uploaded.parent.rmdir()
 
 
 def render_preview(form: SpecForm, values, token: str | None = None) -> str:
@@ -113,6 +143,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     upload = gr.File(
         label="Your data: JSONL, JSON, CSV, TSV, Parquet or plain text", file_types=list(SUFFIXES), type="filepath"
     )
+    upload_note = gr.Markdown()
     uploaded_path = form.extra(UPLOADED_PATH, gr.Textbox(visible=False, value="" if is_demo or is_hub else base_source))
     with gr.Accordion("Hugging Face dataset", open=is_hub), gr.Row():
         form.extra(
@@ -153,11 +184,18 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         form.field("data.validation_source", label="Or separate validation data")
         form.field("data.max_rows", label="Use at most this many rows")
     upload.upload(
-        lambda path: (keep_upload(path, uploads_dir), SOURCE_UPLOAD),
+        lambda file_data: take_upload(file_data, uploads_dir),
         inputs=upload,
-        outputs=[uploaded_path, kind],
+        outputs=[upload, uploaded_path, kind, upload_note],
+        preprocess=False,  # take_upload checks the type itself, so it can delete a refused file
         api_visibility="private",
     )
     preview_button = gr.Button("Check the data and show how the model sees it")
     preview = gr.HTML()
-    return DataStep(upload=upload, uploaded_path=uploaded_path, preview_button=preview_button, preview=preview)
+    return DataStep(
+        upload=upload,
+        upload_note=upload_note,
+        uploaded_path=uploaded_path,
+        preview_button=preview_button,
+        preview=preview,
+    )
