@@ -229,6 +229,11 @@ def report(snapshot) -> int:
         print(f"error: {snapshot.message} {snapshot.hint}".rstrip(), file=sys.stderr)
         return 1
     print(f"job {snapshot.state}: {snapshot.output_dir}")
+    from training.evaluate import read_report
+
+    evaluation = read_report(Path(snapshot.job_dir)) if snapshot.state == "completed" else None
+    if evaluation:
+        print(f"{evaluation.summary()}\n  details: python app.py eval {snapshot.job_dir} (or the wizard's Results tab)")
     if snapshot.reward_accuracy:
         print(f'try it: python app.py score {snapshot.job_dir} --prompt "What is 12 times 7?" --answer "84."')
     else:

@@ -371,8 +371,7 @@ def evaluate_after_training(spec: JobSpec, job_dir: Path, token: str | None, emi
         failure = f"{type(error).__name__}: {error}"
         emit(Log(level="warning", message=f"evaluation failed ({failure}); try again: python app.py eval {job_dir}"))
         return
-    scores = ", ".join(f"{name} {report.base[name]:.3g} -> {value:.3g}" for name, value in report.tuned.items())
-    emit(Log(message=f"evaluation on {report.rows} {report.held_out}, base -> tuned: {scores}"))
+    emit(Log(message=report.summary()))
 
 
 def run_job(

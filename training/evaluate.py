@@ -46,6 +46,11 @@ class EvalReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line: each score, base -> tuned."""
+        scores = ", ".join(f"{name} {self.base[name]:.3g} -> {value:.3g}" for name, value in self.tuned.items())
+        return f"evaluation on {self.rows} {self.held_out}, base -> tuned: {scores}"
+
     def to_text(self, samples: int = 5) -> str:
         lines = [f"{self.job}: {self.task}, {self.rows} {self.held_out}", ""]
         lines.append(f"{'metric':18} {'base':>10} {'tuned':>10}")
