@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import make_adapter_job
 
 QUESTION = [{"role": "user", "content": "Who are you?"}]
 
@@ -10,26 +11,7 @@ QUESTION = [{"role": "user", "content": "Who are you?"}]
 @pytest.fixture(scope="module")
 def tiny_job(tmp_path_factory, tiny_model_dir):
     """A finished-looking adapter job over the tiny model, with an adapter that changes answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from training.spec import JobSpec
-
-    job = tmp_path_factory.mktemp("chat-job")
-    spec = JobSpec().with_overrides({"model.name_or_path": str(tiny_model_dir)})
-    (job / "spec.yaml").write_text(spec.to_yaml())
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")
-    )
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:  # PEFT starts B at zero, which would leave the answers unchanged
-                parameter.normal_(std=1.0)
-    model.save_pretrained(job / "adapter")
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(job / "adapter")
-    return job
+    return make_adapter_job(tmp_path_factory.mktemp("chat-job") / "tiny", tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,8 @@ def test_a_finished_job_is_evaluated_and_the_tuned_model_wins_on_held_out_rows(t
     summary = [e.message for e in events if e.type == "log" and e.message.startswith("evaluation on")]
     assert summary and "loss" in summary[0]
     assert events[-1].type == "finished"  # the job ends after its evaluation, not before
+    card = (job_dir / "README.md").read_text()  # the job's model card carries the evaluation's numbers
+    assert f"| tuned_loss | {report['tuned']['loss']:.4g} |" in card
 
 
 def test_cli_eval_prints_the_table_and_refuses_a_reward_model(trained_job, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client
-from helpers import wait_for
+from helpers import form_values, value_of, wait_for
 
 from training.jobs import JobManager
 from training.worker import read_status
@@ -29,19 +29,6 @@ def app(tmp_path_factory, embedded_model_dir):
     demo = launch(JobManager(jobs_dir), port=None, block=False)
     yield demo, jobs_dir
     demo.close()
-
-
-def form_values(client: Client, endpoint: str, **by_label) -> list:
-    """The wizard form's values in endpoint order: its defaults, with some fields changed by label."""
-    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["parameters"]
-    labels = [p["label"] for p in parameters]
-    assert set(by_label) <= set(labels), set(by_label) - set(labels)
-    return [by_label.get(p["label"], p.get("parameter_default")) for p in parameters]
-
-
-def value_of(output):
-    """gradio_client hands back a component update as a dict; the value is inside it."""
-    return output["value"] if isinstance(output, dict) and "__type__" in output else output
 
 
 def step_of(client: Client, job_id: str) -> tuple[int, str]:

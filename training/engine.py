@@ -36,6 +36,7 @@ from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.launch import rank, world_size
+from training.model_card import model_card
 from training.models import merge_adapters, starting_point
 from training.sharding import fsdp_arguments, honour_fsdp_on_cpu, layer_classes
 from training.spec import JobSpec
@@ -449,6 +450,8 @@ def run_job(
     if spec.output.evaluate and not callback.stopped_early and objective != "reward":
         del trainer, model  # the evaluation loads the saved model; free the training copy first
         evaluate_after_training(spec, job_dir, token, emit)
+    if (job_dir / "spec.yaml").is_file():  # the model card, with the evaluation's numbers when there are any
+        (job_dir / "README.md").write_text(model_card(job_dir, merged=spec.method.type == "full"))
     emit(
         Finished(
             output_dir=str(output_dir),

@@ -91,6 +91,9 @@ class SpecForm:
         self.base = base
         self.components: dict[str, gr.components.Component] = {}
         self.help_text: dict[str, str] = {}  # restored under a field once its problem is fixed
+        # Optional numbers that must be at least 1: a browser shows the empty value as 0 and sends 0 back,
+        # so 0 there means "not set"
+        self.zero_means_unset: set[str] = set()
 
     # ---- drawing ----------------------------------------------------------------------------
 
@@ -116,6 +119,9 @@ class SpecForm:
             # No minimum/maximum on the widget: gradio would refuse an out-of-range value with a toast
             # that names no field; the spec's check puts the message under the field instead.
             common["info"] = f"{field.help} {range_text(field)}".strip()
+            if value is None and field.minimum is not None and field.minimum >= 1:
+                self.zero_means_unset.add(path)
+                common["info"] += " 0 or empty = not set."
             widget = gr.Number(precision=0 if field.kind == "int" else None, **common)
         else:
             widget = gr.Textbox(**common)
@@ -153,6 +159,8 @@ class SpecForm:
             fields["data.mix_in"] = [GENERAL_DEMO] if fields.pop(MIX_GENERAL) else []
         if FIELD_MAP in fields:
             fields["data.field_map"] = parse_field_map(fields.pop(FIELD_MAP) or "")
+        for path in self.zero_means_unset & fields.keys():
+            fields[path] = None if fields[path] == 0 else fields[path]
         return {path: _clean(value) for path, value in fields.items()}
 
     def values_for(self, spec: JobSpec) -> list[Any]:
