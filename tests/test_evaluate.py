@@ -84,6 +84,16 @@ def test_a_finished_job_is_evaluated_and_the_tuned_model_wins_on_held_out_rows(t
     assert f"| tuned_loss | {report['tuned']['loss']:.4g} |" in card
 
 
+def test_stop_ends_the_evaluation_between_rows(trained_job):
+    from training.evaluate import EvaluationStopped, evaluate_job
+
+    job_dir, _ = trained_job
+    asked = []
+    with pytest.raises(EvaluationStopped):
+        evaluate_job(job_dir, max_rows=6, should_stop=lambda: asked.append(1) or len(asked) > 3)
+    assert len(asked) == 4  # three rows scored, then the stop was seen before the fourth
+
+
 def test_cli_eval_prints_the_table_and_refuses_a_reward_model(trained_job, tmp_path):
     job_dir, _ = trained_job
     (job_dir / "eval.json").unlink()

@@ -356,18 +356,22 @@ def score_only_labelled_positions() -> None:
     trl_utils._use_triton = compact_on_cpu
 
 
-def evaluate_after_training(spec: JobSpec, job_dir: Path, token: str | None, emit) -> None:
-    """Base vs tuned on the held-out rows (eval.json). A failure here costs the evaluation, not the job."""
+def evaluate_after_training(spec: JobSpec, job_dir: Path, token: str | None, emit, should_stop) -> None:
+    """Base vs tuned on the held-out rows (eval.json). A failure here costs the evaluation, not the job, and
+    Stop ends it between rows (the JobManager would otherwise kill the worker after its grace period)."""
     import gc
 
-    from training.evaluate import evaluate_job
+    from training.evaluate import EvaluationStopped, evaluate_job
 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     emit(Status(phase="evaluating"))
     try:
-        report = evaluate_job(job_dir, token=token, max_rows=EVAL_ROWS, samples=EVAL_SAMPLES)
+        report = evaluate_job(job_dir, token, EVAL_ROWS, EVAL_SAMPLES, should_stop)
+    except EvaluationStopped:
+        emit(Log(message=f"evaluation skipped: stop requested (the model is saved; python app.py eval {job_dir})"))
+        return
     except Exception as error:  # noqa: BLE001 - reported as a warning; the trained model is already saved
         failure = f"{type(error).__name__}: {error}"
         emit(Log(level="warning", message=f"evaluation failed ({failure}); try again: python app.py eval {job_dir}"))
@@ -449,7 +453,7 @@ def run_job(
     final_loss = result.training_loss if math.isfinite(result.training_loss) else None
     if spec.output.evaluate and not callback.stopped_early and objective != "reward":
         del trainer, model  # the evaluation loads the saved model; free the training copy first
-        evaluate_after_training(spec, job_dir, token, emit)
+        evaluate_after_training(spec, job_dir, token, emit, should_stop)
     if (job_dir / "spec.yaml").is_file():  # the model card, with the evaluation's numbers when there are any
         (job_dir / "README.md").write_text(model_card(job_dir, merged=spec.method.type == "full"))
     emit(

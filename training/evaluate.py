@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.data.load import load_rows, load_validation, split_rows
+from training.data.load import train_and_validation_rows
 from training.errors import UserError
 from training.export import load_job_spec
 
@@ -66,14 +66,14 @@ class EvalReport:
 
 
 def held_out_rows(spec, token: str | None) -> tuple[list[dict], str]:
+    """The rows training validated on (the same split), or its training rows when it had none."""
     data = spec.data
+    train, validation = train_and_validation_rows(data, spec.hyperparameters.seed, spec.method.objective, token)
     if data.validation_source:
-        return load_validation(data, spec.method.objective, token), "rows of the validation source"
-    rows = load_rows(data, spec.method.objective, token)
-    _, validation = split_rows(rows, data.validation_split, spec.hyperparameters.seed)
+        return validation, "rows of the validation source"
     if validation:
         return validation, "rows of the validation split"
-    return rows, "training rows (the job has no validation split, so these are not held out)"
+    return train, "training rows (the job has no validation split, so these are not held out)"
 
 
 def job_task(job_dir: Path) -> str:
@@ -91,14 +91,30 @@ def job_labels(job_dir: Path) -> list[str]:
     return list(json.loads(summary.read_text())["sources"][0].get("labels") or {}) if summary.is_file() else []
 
 
-def answer_loss(session, rows: list[dict], tuned: bool, max_length: int) -> float:
+class EvaluationStopped(Exception):
+    """Stop was pressed while the evaluation ran: the trained model is saved, the evaluation is dropped."""
+
+
+def _never() -> bool:
+    return False
+
+
+def rows_until_stopped(rows: list[dict], should_stop):
+    """The rows one by one, ending the evaluation between rows once a stop is requested."""
+    for row in rows:
+        if should_stop():
+            raise EvaluationStopped
+        yield row
+
+
+def answer_loss(session, rows: list[dict], tuned: bool, max_length: int, should_stop=_never) -> float:
     """Mean negative log-likelihood per answer token (prompt tokens are context only)."""
     import torch
 
     total, count = 0.0, 0
     tokenizer = session.tokenizer
     with session.model_for(tuned) as model, torch.inference_mode():
-        for row in rows:
+        for row in rows_until_stopped(rows, should_stop):
             if "text" in row:  # continued pre-training: every token is an answer token
                 ids = tokenizer(row["text"], truncation=True, max_length=max_length)["input_ids"]
                 prompt_length = 1
@@ -180,22 +196,28 @@ def _question(row: dict) -> str:
     return row["prompt"][-1]["content"]
 
 
-def evaluate_session(session, spec, job_dir: Path, rows: list[dict], held_out: str, samples: int = 3) -> EvalReport:
-    """Score both sides of an open ChatSession on `rows`; `run_job`'s evaluation and the CLI share this."""
+def evaluate_session(
+    session, spec, job_dir: Path, rows: list[dict], held_out: str, samples: int = 3, should_stop=_never
+) -> EvalReport:
+    """Score both sides of an open ChatSession on `rows`; `run_job`'s evaluation and the CLI share this.
+    `should_stop` is asked between rows (the worker's Stop); a stop raises EvaluationStopped."""
     from training.chat import GenerationSettings
 
     task = job_task(job_dir)
     report = EvalReport(job=job_dir.name, task=task, held_out=held_out, rows=len(rows))
     max_length = spec.hyperparameters.context_length
     for side, tuned in (("base", False), ("tuned", True)):
-        loss = answer_loss(session, rows, tuned, max_length)
+        loss = answer_loss(session, rows, tuned, max_length, should_stop)
         getattr(report, side).update({"loss": loss, "perplexity": math.exp(min(loss, 50.0))})
     chat_rows = [row for row in rows if "prompt" in row]
     scored = chat_rows if task in ANSWER_TOKENS else chat_rows[:samples]
     answers: dict[str, list[str]] = {}
     for side, tuned in (("base", False), ("tuned", True)):
         settings = GenerationSettings(max_new_tokens=ANSWER_TOKENS.get(task, SAMPLE_ANSWER_TOKENS))
-        answers[side] = [session.reply(row["prompt"], tuned=tuned, settings=settings).strip() for row in scored]
+        answers[side] = [
+            session.reply(row["prompt"], tuned=tuned, settings=settings).strip()
+            for row in rows_until_stopped(scored, should_stop)
+        ]
     if task in ANSWER_TOKENS and scored:
         references = [_reference(row) for row in scored]
         labels = (job_labels(job_dir) or sorted(set(references))) if task == "classification" else []
@@ -212,7 +234,9 @@ def evaluate_session(session, spec, job_dir: Path, rows: list[dict], held_out: s
     return report
 
 
-def evaluate_job(job_dir: Path, token: str | None = None, max_rows: int = 50, samples: int = 5) -> EvalReport:
+def evaluate_job(
+    job_dir: Path, token: str | None = None, max_rows: int = 50, samples: int = 5, should_stop=_never
+) -> EvalReport:
     """Load the finished job's base and tuned models and compare them; writes JOB_DIR/eval.json."""
     from training.chat import ChatSession
 
@@ -225,7 +249,7 @@ def evaluate_job(job_dir: Path, token: str | None = None, max_rows: int = 50, sa
         )
     rows, held_out = held_out_rows(spec, token)
     session = ChatSession(job_dir, token=token, share_base_weights=True)
-    return evaluate_session(session, spec, job_dir, rows[:max_rows], held_out, samples=samples)
+    return evaluate_session(session, spec, job_dir, rows[:max_rows], held_out, samples, should_stop)
 
 
 def read_report(job_dir: Path) -> EvalReport | None:

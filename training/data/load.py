@@ -202,15 +202,19 @@ def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
+def train_and_validation_rows(data: DataSection, seed: int, objective: str = "sft", token: str | None = None):
+    """(training rows, validation rows): the validation source, or the seeded split of the data."""
+    rows = load_rows(data, objective, token)
+    if data.validation_source:
+        return rows, load_validation(data, objective, token)
+    return split_rows(rows, data.validation_split, seed)
+
+
 def build_datasets(data: DataSection, seed: int, objective: str = "sft", token: str | None = None):
     """The train and (optional) validation `datasets.Dataset` in TRL's conversational shape."""
     from datasets import Dataset
 
-    rows = load_rows(data, objective, token)
-    if data.validation_source:
-        train, validation = rows, load_validation(data, objective, token)
-    else:
-        train, validation = split_rows(rows, data.validation_split, seed)
+    train, validation = train_and_validation_rows(data, seed, objective, token)
     return Dataset.from_list(train), (Dataset.from_list(validation) if validation else None)
 
 
