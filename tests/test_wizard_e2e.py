@@ -8,6 +8,7 @@ flow and must never show up in job files, logs, the worker's command line or the
 from __future__ import annotations
 
 import re
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def test_launch_watch_stop_finish_and_chat(app):
 
     # A short job that finishes, then the chat: the tuned model answers differently from the base.
     short_job = form_values(
-        client, "/launch", **{"Job name": "short", "Stop after": "Max steps", "Max steps": 8, "Learning rate": 1e-3}
+        client,
+        "/launch",
+        **{"Job name": "short", "Stop after": "Max steps", "Max steps": 8, "Learning rate": 1e-3, "Evaluate": False},
     )
     _, short_id = client.predict(*short_job, api_name="/launch")
     short_id = value_of(short_id)
@@ -126,12 +129,22 @@ def test_launch_of_a_job_estimated_not_to_fit_needs_a_tick(app):
     assert not any(p.name.startswith("huge") for p in jobs_dir.iterdir())
 
 
-def test_measure_times_real_steps_in_a_worker_and_leaves_no_job(app):
+def test_measure_times_real_steps_in_a_worker_and_leaves_no_job(app, monkeypatch):
     demo, jobs_dir = app
     client = Client(demo.local_url, verbose=False)
+    made, real_mkdtemp = [], tempfile.mkdtemp  # the measuring run's folder is a temporary one
+
+    def recording_mkdtemp(*args, **kwargs):
+        made.append(Path(real_mkdtemp(*args, **kwargs)))
+        return str(made[-1])
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    before = sorted(jobs_dir.iterdir()) if jobs_dir.exists() else []
     result = client.predict(*form_values(client, "/measure_speed"), api_name="/measure_speed")
     assert re.search(r"measured here: \d+ tokens/s", result), result
-    assert not list(jobs_dir.iterdir()) or all(not p.name.endswith("-measure") for p in jobs_dir.iterdir())
+    measured_in = [folder for folder in made if folder.name.startswith("lathe-measure-")]
+    assert len(measured_in) == 1 and not measured_in[0].exists()  # it ran in its own folder, then deleted it
+    assert (sorted(jobs_dir.iterdir()) if jobs_dir.exists() else []) == before  # and left no job behind
 
 
 def test_an_hourly_price_adds_the_cost(app):
