@@ -69,6 +69,7 @@ MEMORY_RUNS = [
     MemoryRun("llama-3.2-3b", "lora", "on", 4096, 2),
 ]
 SMOKE_MODELS = ("smollm2-135m", "qwen2.5-0.5b")  # the two smallest configs, cut to SMOKE_LAYERS layers
+SMOKE_VOCAB = 8192  # and to this vocabulary: the LM head was most of a smoke step's time
 
 
 @dataclass
@@ -91,6 +92,16 @@ class Settings:
     predict: int = 4
     layers: int | None = None  # the smoke cuts every model to a few layers
     multi_on_cpu: bool = False
+
+    def config(self, name: str) -> dict:
+        """The model's config.json as built here: the smoke cuts layers and vocabulary (see gpu_runs.model_config)."""
+        from benchmarks.gpu_runs import model_config
+
+        return model_config(name, self.layers, SMOKE_VOCAB if self.smoke else None)
+
+    def vocab(self, name: str) -> int:
+        """Token ids of the synthetic rows stay inside both the model's and the tokenizer's vocabulary."""
+        return min(self.config(name)["vocab_size"], len(self.tokenizer))
 
     def model_for(self, name: str) -> str:
         """The smoke stands the two smallest configs in for every model (Llama-like -> SmolLM2, Qwen -> Qwen)."""
@@ -174,11 +185,11 @@ def measured_run(settings: Settings, spec, model_name: str, rows, *, plain=False
     through our engine (or the plain recipe) and return the RunResult with the peak memory filled in."""
     import torch
 
-    from benchmarks.gpu_runs import MemoryMeter, build_model, free_memory, model_config, train_ours, train_plain
+    from benchmarks.gpu_runs import MemoryMeter, build_model, free_memory, train_ours, train_plain
     from training.engine import DTYPES, to_lora_config
     from training.hardware import plan_for
 
-    config = model_config(model_name, settings.layers)
+    config = settings.config(model_name)
     plan = plan_for(spec)
     if plain:  # from_pretrained's default dtype ("auto": the checkpoint's bf16) on a GPU; the CPU recipe is fp32
         dtype = torch.bfloat16 if settings.device == "cuda" else torch.float32
@@ -212,19 +223,18 @@ def mfu(settings: Settings, spec, model_name: str, tokens: float, seconds: float
 # ---------------------------------------------------------------- part 1: speed
 
 
-def part_speed(settings: Settings, budget: Budget) -> dict:
+def part_speed(settings: Settings, budget: Budget, results: dict) -> None:
     """Ours vs plain TRL on the same rows (one epoch each), then each default of ours flipped, one at a time."""
     import importlib.util
 
     import trl.trainer.utils as trl_utils
 
-    from benchmarks.gpu_runs import model_config, row_statistics, synthetic_rows
+    from benchmarks.gpu_runs import row_statistics, synthetic_rows
 
     name = settings.model_for(settings.speed_model)
     steps, batch = settings.speed_steps, settings.speed_batch
     shortest, longest = settings.speed_lengths
-    vocab = min(model_config(name)["vocab_size"], len(settings.tokenizer))
-    rows = synthetic_rows(steps * batch, shortest, longest, vocab, seed=1)
+    rows = synthetic_rows(steps * batch, shortest, longest, settings.vocab(name), seed=1)
     stats = row_statistics(rows)
     context = 1 << (longest - 1).bit_length()  # no row is cut
     base = spec_for(settings, name, "lora", context, batch, steps)
@@ -243,7 +253,7 @@ def part_speed(settings: Settings, budget: Budget) -> dict:
     ]
     if importlib.util.find_spec("liger_kernel"):
         variants.append(("ours + Liger kernels", {"override": lambda args: _with(args, use_liger_kernel=True)}))
-    results = {"model": name, "batch": batch, "row_lengths": [shortest, longest], "steps": steps, "runs": []}
+    results.update({"model": name, "batch": batch, "row_lengths": [shortest, longest], "steps": steps, "runs": []})
     results["rows"] = {key: round(value, 3) for key, value in stats.items()}
     results["liger"] = "measured" if importlib.util.find_spec("liger_kernel") else "not installed: not measured"
     if settings.device == "cuda":  # kernels, cuBLAS heuristics and the allocator warm up once, untimed
@@ -290,7 +300,6 @@ def part_speed(settings: Settings, budget: Budget) -> dict:
                 ratio = by_name["ours"]["tokens_per_s"] / run["tokens_per_s"]
                 run["ours_over_this"] = round(ratio, 3)
                 run["verdict"] = "our default helped" if ratio > 1.03 else "ours slower" if ratio < 0.97 else "same"
-    return results
 
 
 def every_position(device) -> bool:
@@ -316,10 +325,9 @@ def resolved_checkpointing(settings: Settings, spec, name: str) -> bool:
 
 def shape_of(settings: Settings, name: str):
     """The shape of the model as built here (the smoke's has fewer layers)."""
-    from benchmarks.gpu_runs import model_config
     from training.sizes import ModelShape
 
-    return ModelShape.from_config(model_config(name, settings.layers))
+    return ModelShape.from_config(settings.config(name))
 
 
 # ---------------------------------------------------------------- parts 2-4: memory and time estimates
@@ -359,17 +367,20 @@ def estimate_row(settings: Settings, spec, model_name: str, run, rows, label: st
     }
 
 
-def part_memory(settings: Settings, budget: Budget) -> dict:
+def part_memory(settings: Settings, budget: Budget, results: dict) -> None:
     """Parts 2-4: each configuration trains warmup + measure + predict steps on rows that fill the context."""
-    from benchmarks.gpu_runs import model_config, synthetic_rows
+    from benchmarks.gpu_runs import synthetic_rows
 
-    rows_out = []
+    rows_out, seen = results.setdefault("runs", []), set()
     steps = settings.warmup + settings.measure + settings.predict
     for run in MEMORY_RUNS:
         name = settings.model_for(run.model)
         context = min(run.context, 64 if run.context <= 2048 else 128) if settings.smoke else run.context
         batch = min(run.batch, 2) if settings.smoke else run.batch
         label = f"{run.model} {run.method} gc={run.checkpointing} {run.context}x{run.batch}"
+        if settings.smoke and (name, run.method, run.checkpointing) in seen:
+            continue  # the smoke maps several configurations onto one; its code path is the same
+        seen.add((name, run.method, run.checkpointing))
         if settings.smoke:
             label += f" (smoke: {name}, {settings.layers} layers, {context}x{batch})"
         needs = 5 if settings.smoke else (45 if "8b" in run.model or "3b" in run.model else 25)
@@ -385,10 +396,9 @@ def part_memory(settings: Settings, budget: Budget) -> dict:
             steps,
             **{"hyperparameters.gradient_checkpointing": run.checkpointing},
         )
-        vocab = min(model_config(name)["vocab_size"], len(settings.tokenizer))
-        rows = synthetic_rows(steps * batch, context, context, vocab, seed=2)  # every micro-batch the same shape
+        rows = synthetic_rows(steps * batch, context, context, settings.vocab(name), seed=2)  # one shape throughout
         rows_out.append(guarded(label, memory_row, settings, spec, name, rows, label))
-    return {"runs": rows_out, **worst_errors(rows_out)}
+        results.update(worst_errors(rows_out))
 
 
 def memory_row(settings: Settings, spec, name: str, rows, label: str) -> dict:
@@ -433,11 +443,11 @@ def saved_model(settings: Settings, name: str) -> Path:
     """A random-weight model written as a normal model folder (with the tokenizer), for the engine's own loader."""
     import torch
 
-    from benchmarks.gpu_runs import build_model, free_memory, model_config
+    from benchmarks.gpu_runs import build_model, free_memory
 
     folder = settings.work / f"model-{name}"
     if not (folder / "config.json").is_file():
-        model = build_model(model_config(name, settings.layers), torch.bfloat16, settings.device)
+        model = build_model(settings.config(name), torch.bfloat16, settings.device)
         model.save_pretrained(folder)
         settings.tokenizer.save_pretrained(folder)
         del model
@@ -445,14 +455,15 @@ def saved_model(settings: Settings, name: str) -> Path:
     return folder
 
 
-def part_qlora(settings: Settings, budget: Budget) -> dict:
+def part_qlora(settings: Settings, budget: Budget, results: dict) -> None:
     """A QLoRA job as Lathe runs it: engine.load_model (bitsandbytes NF4) then build_trainer; memory and time
     against the estimate, and the loss must stay a number."""
     try:
         import bitsandbytes  # noqa: F401
     except Exception as error:  # noqa: BLE001 - any import failure means no QLoRA here, said plainly
-        return {"status": f"skipped: bitsandbytes does not import here ({type(error).__name__}: {error})"[:300]}
-    from benchmarks.gpu_runs import MemoryMeter, free_memory, model_config, synthetic_rows, train_ours
+        results["status"] = f"skipped: bitsandbytes does not import here ({type(error).__name__}: {error})"[:300]
+        return
+    from benchmarks.gpu_runs import MemoryMeter, free_memory, synthetic_rows, train_ours
     from training.engine import load_model
     from training.hardware import plan_for
 
@@ -461,8 +472,7 @@ def part_qlora(settings: Settings, budget: Budget) -> dict:
     steps = settings.warmup + settings.measure + settings.predict
     folder = saved_model(settings, name)
     spec = spec_for(settings, name, "qlora", context, batch, steps).with_overrides({"model.name_or_path": str(folder)})
-    vocab = min(model_config(name)["vocab_size"], len(settings.tokenizer))
-    rows = synthetic_rows(steps * batch, context, context, vocab, seed=3)
+    rows = synthetic_rows(steps * batch, context, context, settings.vocab(name), seed=3)
     label = f"{name} qlora gc=auto {context}x{batch}"
 
     def run():
@@ -476,14 +486,13 @@ def part_qlora(settings: Settings, budget: Budget) -> dict:
         row["loss_is_finite"] = all(loss == loss and abs(loss) != float("inf") for loss in result.losses)
         return row
 
-    row = guarded(label, run)
-    return {**row, "status": row["status"]}
+    results.update(guarded(label, run))
 
 
 # ---------------------------------------------------------------- part 6: several GPUs
 
 
-def part_multi(settings: Settings, budget: Budget) -> dict:
+def part_multi(settings: Settings, budget: Budget, results: dict) -> None:
     """A 2-process DDP LoRA job and an FSDP full fine-tune through the JobManager (accelerate launch), as the
     wizard runs them; their states, steps and speed."""
     import torch
@@ -492,10 +501,11 @@ def part_multi(settings: Settings, budget: Budget) -> dict:
 
     gpus = torch.cuda.device_count() if settings.device == "cuda" else 0
     if gpus < 2 and not settings.multi_on_cpu:
-        return {"status": f"skipped: {gpus} GPU{'s' if gpus != 1 else ''} visible; needs 2 or more"}
+        results["status"] = f"skipped: {gpus} GPU{'s' if gpus != 1 else ''} visible; needs 2 or more"
+        return
     name = settings.model_for("llama-3.2-1b")
     folder = saved_model(settings, name)
-    manager, jobs = JobManager(settings.work / "jobs"), {}
+    manager, jobs = JobManager(settings.work / "jobs"), results.setdefault("jobs", {})
     for mode, method in (("ddp", "lora"), ("fsdp", "full")):
         if reason := budget.refuses(20 if settings.smoke else 60):
             jobs[mode] = {"status": reason}
@@ -516,7 +526,7 @@ def part_multi(settings: Settings, budget: Budget) -> dict:
             "sharded": any("sharded with FSDP" in line for line in snapshot.logs),
         }
     failed = [mode for mode, job in jobs.items() if job["status"] != "ok"]
-    return {"status": "ok" if not failed else f"failed: {', '.join(failed)}", "jobs": jobs}
+    results["status"] = "ok" if not failed else f"failed: {', '.join(failed)}"
 
 
 # ---------------------------------------------------------------- table, summary, main
@@ -612,10 +622,24 @@ def environment(settings: Settings) -> dict:
     }
 
 
+def quiet_libraries() -> None:
+    """Progress bars and deprecation chatter would push the table out of a short output tail."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+
 def make_settings(options) -> Settings:
     import torch
     from transformers import AutoTokenizer
 
+    quiet_libraries()
     from benchmarks.gpu_runs import SMOKE_LAYERS
     from training.estimate import GPU_PEAK_TFLOPS, Device, peak_flops
 
@@ -649,7 +673,7 @@ def make_settings(options) -> Settings:
 
     peak = (options.peak_tflops * 1e12) if options.peak_tflops else peak_flops(cpu, JobSpec())
     settings = Settings("cpu", True, peak, "CPU (smoke)", tokenizer, work, layers=SMOKE_LAYERS)
-    settings.speed_batch, settings.speed_lengths, settings.speed_steps = 2, (16, 48), 3
+    settings.speed_batch, settings.speed_lengths, settings.speed_steps = 2, (16, 48), 2
     settings.warmup, settings.measure, settings.predict = 1, 1, 1
     settings.multi_on_cpu = options.multi_on_cpu
     return settings
@@ -687,14 +711,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         started = time.monotonic()
         print(f"--- {name} ({budget.left():.0f} s left)", flush=True)
+        result: dict = {}  # a part fills it as it goes, so what it measured before a failure is kept
         try:
-            result = part(settings, budget)
+            part(settings, budget, result)
             result.setdefault("status", "ok")
         except OutOfTime as error:
-            result = {"status": f"stopped: {error}"}
+            result["status"] = f"stopped: {error}"
         except Exception as error:  # noqa: BLE001 - one part failing is reported; the others still run
             traceback.print_exc()
-            result = {"status": f"failed: {type(error).__name__}: {error}"[:300]}
+            result["status"] = f"failed: {type(error).__name__}: {error}"[:300]
         result["seconds"] = round(time.monotonic() - started, 1)
         report.parts[name] = result
         report.save()

@@ -26,13 +26,16 @@ PROMPT_SHARE = 0.2  # the first fifth of each row is "prompt": masked out of the
 SMOKE_LAYERS = 2  # the CPU smoke keeps each architecture's widths and vocabulary but only this many layers
 
 
-def model_config(name: str, layers: int | None = None) -> dict:
-    """The published config.json of `name` (a file in gpu_configs/), optionally cut to `layers` layers."""
+def model_config(name: str, layers: int | None = None, vocab: int | None = None) -> dict:
+    """The published config.json of `name` (a file in gpu_configs/); the CPU smoke cuts it to `layers` layers
+    and a `vocab` no larger than the tokenizer's (the widths stay the published ones)."""
     config = json.loads((CONFIG_DIR / f"{name}.json").read_text())
     config = {key: value for key, value in config.items() if not key.startswith("_")}
     if layers:
         config["num_hidden_layers"] = layers
         config["max_window_layers"] = min(layers, config.get("max_window_layers", layers))
+    if vocab:
+        config["vocab_size"] = min(vocab, config["vocab_size"])
     return config
 
 
@@ -191,6 +194,14 @@ def free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def quiet(trainer):
+    """No per-step log dicts on stdout: the check prints its own table (and a GPU run's output tail is short)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def train_ours(spec, model, tokenizer, rows, work: Path, config_override=None) -> RunResult:
     """Our engine's trainer (`training.engine.build_trainer`) over an already built model.
     `config_override(args) -> args` changes the TRL config the engine made (the Liger comparison uses it)."""
@@ -204,7 +215,7 @@ def train_ours(spec, model, tokenizer, rows, work: Path, config_override=None) -
         engine.CONFIG_FOR["sft"] = lambda *a, **k: config_override(original(*a, **k))
     try:
         started = time.monotonic()
-        trainer = engine.build_trainer(spec, plan, model, tokenizer, rows, None, [clock], work)
+        trainer = quiet(engine.build_trainer(spec, plan, model, tokenizer, rows, None, [clock], work))
         built = time.monotonic() - started
     finally:
         engine.CONFIG_FOR["sft"] = original
@@ -234,7 +245,7 @@ def train_plain(model, tokenizer, rows, work: Path, steps: int, batch: int, cont
         **cpu,
     )
     started = time.monotonic()
-    trainer = SFTTrainer(
+    trainer = SFTTrainer(  # the same peft_config as ours: LoRA r=16 on all linear layers
         model=model,
         args=args,
         train_dataset=rows,
@@ -243,6 +254,6 @@ def train_plain(model, tokenizer, rows, work: Path, steps: int, batch: int, cont
         callbacks=[clock],
     )
     built = time.monotonic() - started
-    trainer.train()
+    quiet(trainer).train()
     del trainer
     return RunResult(clock.began, clock.ends, clock.tokens, clock.losses, 0, 0, built)
