@@ -7,10 +7,11 @@ pydantic or bitsandbytes, and it receives a copy of the repository of at most 64
 
 - wheels/           Lathe's pinned versions (requirements.txt) of the libraries that drive training, and the
                     pieces they need that torch and transformers do not bring; compiled ones (pydantic-core,
-                    PyYAML, multiprocess) for CPython 3.10, 3.11 and 3.12 on manylinux x86_64.
+                    PyYAML, multiprocess) for CPython 3.11 and 3.12 on manylinux x86_64 (transformers 5.23 needs 3.11+).
 - requirements.txt  name==version of each, for `pip install --no-index --find-links wheels -r requirements.txt`,
                     which picks the wheel that fits the Python at hand.
 - tokenizer/        the embedded model's tokenizer (the check's token rows need its ids and pad token).
+- liger-kernel      not used by Lathe; carried so the check measures whether its kernels would help.
 
 bitsandbytes' wheel carries kernels for seven CUDA versions (41 MB). We repack it with the CPU kernel and the
 CUDA versions in BNB_CUDA only (default 130,132: the GPU machine's torch is a CUDA 13.0 build), which keeps
@@ -32,13 +33,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / ".gpu-bundle"
 LIMIT = 64 * 2**20
-PYTHONS = ("3.10", "3.11", "3.12")
+PYTHONS = ("3.11", "3.12")  # transformers 5.23 (our pin) needs Python 3.11 or newer
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in (17, 24, 27, 28, 31, 34, 35)] + ["manylinux2014_x86_64"]
 # Lathe's training libraries in their pinned versions (torch stays the machine's own; huggingface_hub too:
 # transformers and datasets accept the 1.3x there, and 2.x would need httpx2 and a newer click as well)
 PINNED = ("transformers", "trl", "peft", "accelerate", "datasets", "pydantic", "PyYAML", "bitsandbytes")
 # What those need that a torch + transformers machine lacks, in the versions tested with them here
-NEEDED = ("dill", "multiprocess", "fsspec", "pydantic_core", "annotated-types", "typing-inspection", "typing_extensions")
+NEEDED = (
+    "dill",
+    "multiprocess",
+    "fsspec",
+    "pydantic_core",
+    "annotated-types",
+    "typing-inspection",
+    "typing_extensions",
+)
+# Not a Lathe dependency: carried so the check can measure whether Liger's kernels would speed our runs up
+MEASURED_ONLY = {"liger-kernel": "0.8.5"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
@@ -49,7 +60,7 @@ def pinned_versions() -> dict[str, str]:
         if match:
             pins[match[1].lower()] = match[2]
     wanted = {name: pins[name.lower()] for name in PINNED}
-    wanted |= {name: metadata.version(name) for name in NEEDED}
+    wanted |= {name: metadata.version(name) for name in NEEDED} | MEASURED_ONLY
     if os.environ.get("BNB_CUDA", "").lower() == "none":
         wanted.pop("bitsandbytes")
     return wanted
@@ -110,9 +121,14 @@ def copy_tokenizer(target: Path) -> None:
 def repository_bytes() -> int:
     """What travels besides the bundle: tracked files and untracked ones git does not ignore."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
     ).stdout.split(b"\0")
-    return sum((ROOT / os.fsdecode(path)).stat().st_size for path in listed if path and (ROOT / os.fsdecode(path)).is_file())
+    return sum(
+        (ROOT / os.fsdecode(path)).stat().st_size for path in listed if path and (ROOT / os.fsdecode(path)).is_file()
+    )
 
 
 def folder_bytes(folder: Path) -> int:

@@ -209,6 +209,8 @@ def measured_run(settings: Settings, spec, model_name: str, rows, *, plain=False
         del model
     free_memory(settings.device)
     result.allocated, result.reserved = meter.allocated, meter.reserved
+    if meter.leftover:
+        result.notes.append(f"{meter.leftover / GB:.2f} GB of an earlier run was still allocated (taken off)")
     return result
 
 
@@ -364,6 +366,7 @@ def estimate_row(settings: Settings, spec, model_name: str, run, rows, label: st
         "time_error_after": round(after / actual - 1, 4),
         "mfu": round(mfu(settings, spec, model_name, run.tokens(w, p), run.seconds(w, p), stats), 4),
         "last_loss": run.losses[-1] if run.losses else None,
+        "notes": run.notes,
     }
 
 
@@ -525,6 +528,9 @@ def part_multi(settings: Settings, budget: Budget, results: dict) -> None:
             "tokens_per_s": snapshot.tokens_per_second,
             "sharded": any("sharded with FSDP" in line for line in snapshot.logs),
         }
+        if snapshot.state != "completed":  # the worker's own words, to fix it without another GPU run
+            log = Path(snapshot.job_dir) / "worker.log"
+            jobs[mode]["worker_log_tail"] = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
     failed = [mode for mode, job in jobs.items() if job["status"] != "ok"]
     results["status"] = "ok" if not failed else f"failed: {', '.join(failed)}"
 
@@ -632,6 +638,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
 
 

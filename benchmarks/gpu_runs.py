@@ -112,7 +112,10 @@ class MemoryMeter:
         if self.device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+            # Tensors still alive from an earlier run (there should be none) are not this run's: taken off below
+            self.leftover = torch.cuda.memory_allocated()
         else:
+            self.leftover = 0
             import psutil
 
             self._process = psutil.Process()
@@ -129,8 +132,8 @@ class MemoryMeter:
     def __exit__(self, *exc) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
-            self.allocated = torch.cuda.max_memory_allocated()
-            self.reserved = torch.cuda.max_memory_reserved()
+            self.allocated = torch.cuda.max_memory_allocated() - self.leftover
+            self.reserved = torch.cuda.max_memory_reserved() - self.leftover
         else:
             self._stop.set()
             self._thread.join()
