@@ -50,6 +50,7 @@ NEEDED = (
 )
 # Not a Lathe dependency: carried so the check can measure whether Liger's kernels would speed our runs up
 MEASURED_ONLY = {"liger-kernel": "0.8.5"}
+BNB_KERNEL = re.compile(r"bitsandbytes/libbitsandbytes_(cuda(\d+)|rocm\d+|xpu\d+)\.so$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
@@ -77,13 +78,12 @@ def download(wanted: dict[str, str], folder: Path) -> None:
 
 def slim_bitsandbytes(folder: Path, keep_cuda: set[str]) -> None:
     """Repack bitsandbytes' wheel without the kernels of other CUDA versions, ROCm and XPU (RECORD to match)."""
+
+    def dropped(name: str) -> bool:
+        match = BNB_KERNEL.search(name)
+        return bool(match) and match[2] not in keep_cuda
+
     for wheel in folder.glob("bitsandbytes-*.whl"):
-        unwanted = re.compile(r"bitsandbytes/libbitsandbytes_(cuda(\d+)|rocm\d+|xpu\d+)\.so$")
-
-        def dropped(name: str) -> bool:
-            match = unwanted.search(name)
-            return bool(match) and match[2] not in keep_cuda
-
         slim = wheel.with_suffix(".slim")
         with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED) as target:
             for item in source.infolist():

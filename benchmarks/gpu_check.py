@@ -69,7 +69,7 @@ MEMORY_RUNS = [
     MemoryRun("llama-3.2-3b", "lora", "on", 4096, 2),
 ]
 SMOKE_MODELS = ("smollm2-135m", "qwen2.5-0.5b")  # the two smallest configs, cut to SMOKE_LAYERS layers
-SMOKE_VOCAB = 8192  # and to this vocabulary: the LM head was most of a smoke step's time
+SMOKE_VOCAB = 2048  # and to this vocabulary: the LM head was most of a smoke step's time
 
 
 @dataclass
