@@ -259,7 +259,10 @@ def part_speed(settings: Settings, budget: Budget, results: dict) -> None:
     results["rows"] = {key: round(value, 3) for key, value in stats.items()}
     results["liger"] = "measured" if importlib.util.find_spec("liger_kernel") else "not installed: not measured"
     if settings.device == "cuda":  # kernels, cuBLAS heuristics and the allocator warm up once, untimed
-        measured_run(settings, base.with_overrides({"hyperparameters.max_steps": 3}), name, rows)
+        try:
+            measured_run(settings, base.with_overrides({"hyperparameters.max_steps": 3}), name, rows)
+        except Exception as error:  # noqa: BLE001 - the variants below say what fails; plain TRL may still run
+            results["warmup"] = f"failed: {type(error).__name__}: {error}"[:300]
     for label, variant in variants:
         if reason := budget.refuses(6 if settings.smoke else 25):
             results["runs"].append({"variant": label, "status": reason})
