@@ -445,15 +445,17 @@ def worst_errors(rows: list[dict]) -> dict:
 # ---------------------------------------------------------------- part 5: QLoRA
 
 
-def saved_model(settings: Settings, name: str) -> Path:
-    """A random-weight model written as a normal model folder (with the tokenizer), for the engine's own loader."""
+def saved_model(settings: Settings, name: str, whole_vocabulary: bool = False) -> Path:
+    """A random-weight model written as a normal model folder (with the tokenizer), for the engine's own loader.
+    `whole_vocabulary`: keep the published vocabulary even in the smoke (for jobs on real tokenized text)."""
     import torch
 
-    from benchmarks.gpu_runs import build_model, free_memory
+    from benchmarks.gpu_runs import build_model, free_memory, model_config
 
-    folder = settings.work / f"model-{name}"
+    config = model_config(name, settings.layers) if whole_vocabulary else settings.config(name)
+    folder = settings.work / f"model-{name}-{config['vocab_size']}"
     if not (folder / "config.json").is_file():
-        model = build_model(settings.config(name), torch.bfloat16, settings.device)
+        model = build_model(config, torch.bfloat16, settings.device)
         model.save_pretrained(folder)
         settings.tokenizer.save_pretrained(folder)
         del model
@@ -510,7 +512,7 @@ def part_multi(settings: Settings, budget: Budget, results: dict) -> None:
         results["status"] = f"skipped: {gpus} GPU{'s' if gpus != 1 else ''} visible; needs 2 or more"
         return
     name = settings.model_for("llama-3.2-1b")
-    folder = saved_model(settings, name)
+    folder = saved_model(settings, name, whole_vocabulary=True)  # the demo data are real text
     manager, jobs = JobManager(settings.work / "jobs"), results.setdefault("jobs", {})
     for mode, method in (("ddp", "lora"), ("fsdp", "full")):
         if reason := budget.refuses(20 if settings.smoke else 60):
