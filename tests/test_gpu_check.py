@@ -92,7 +92,8 @@ def test_cpu_smoke_runs_every_part_and_writes_the_results(tmp_path):
     }
     for run in runs:
         assert run["estimate_gb"] > 0 and run["held_gb"] > 0
-        assert run["memory_error"] == pytest.approx(run["estimate_gb"] / run["held_gb"] - 1, abs=0.01)
+        # the GB figures are rounded to 4 places, which is coarse for the smoke's tiny models
+        assert 1 + run["memory_error"] == pytest.approx(run["estimate_gb"] / run["held_gb"], rel=0.05)
         assert run["step_s_actual"] > 0 and run["step_s_after_measure"] > 0 and run["step_s_before_measure"] > 0
     assert abs(memory["worst_memory_error"]) == max(abs(run["memory_error"]) for run in runs)
 
