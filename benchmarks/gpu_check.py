@@ -567,13 +567,13 @@ def summary(parts: dict) -> dict:
         f"ok, memory error {qlora['memory_error']:+.0%}, loss finite {qlora['loss_is_finite']}"
     )  # fmt: skip
     out["multi"] = parts.get("multi", {}).get("status")
-    return out
+    return {key: value for key, value in out.items() if value is not None}  # parts not run say nothing
 
 
 def table(report: Report) -> str:
     env, parts = report.environment, report.parts
     lines = [f"GPU check on {env['device_name']} ({env['device']}), peak {env['peak_tflops']:g} TFLOP/s for MFU"]
-    speed = parts.get("speed", {})
+    speed = parts.get("speed", {"status": "not run"})
     lines.append(f"\n[speed] {speed.get('status', '')}  {speed.get('model', '')} LoRA, batch {speed.get('batch')}, "
                  f"rows {speed.get('row_lengths')} tokens, {speed.get('steps')} steps")  # fmt: skip
     lines.append(f"  {'variant':36} {'tokens/s':>10} {'MFU':>7} {'peak GB':>8}  ours/this")
@@ -584,8 +584,8 @@ def table(report: Report) -> str:
         ratio = f"{run['ours_over_this']:.2f} ({run['verdict']})" if "ours_over_this" in run else ""
         numbers = f"{run['tokens_per_s']:10.0f} {run['mfu']:7.1%} {run['peak_reserved_gb']:8.2f}"
         lines.append(f"  {run['variant']:36} {numbers}  {ratio}")
-    memory = parts.get("memory", {})
-    lines.append(f"\n[memory + time] {memory.get('status', '')}")
+    memory = parts.get("memory", {"status": "not run"})
+    lines.append(f"\n[memory + time] {memory['status']}")
     lines.append(
         f"  {'configuration':44} {'est GB':>7} {'held GB':>8} {'alloc GB':>8} {'error':>7}"
         f" {'s/step':>7} {'prior':>7} {'measured':>8}"
