@@ -22,7 +22,7 @@ from training.engine import run_job
 from training.events import Progress
 from training.jobs import JobManager, worker_alive
 from training.spec import JobSpec
-from training.worker import read_status
+from training.jobdir import read_status
 
 pytestmark = pytest.mark.slow
 KILLS = 10

@@ -16,7 +16,7 @@ from gradio_client import Client
 from helpers import form_values, value_of, wait_for
 
 from training.jobs import JobManager
-from training.worker import read_status
+from training.jobdir import read_status
 from wizard.app import launch
 
 pytestmark = pytest.mark.slow

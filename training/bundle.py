@@ -21,6 +21,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from training import jobdir
 from training.spec import JobSpec
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub", "bitsandbytes")
@@ -137,8 +138,9 @@ def reproduce_text(spec: JobSpec, trl_args: list[str]) -> str:
     )
     return (
         f"# Reproduce {spec.name}\n\n"
-        "With Lathe (the same spec; data.json holds the sources' hashes, to check the data is unchanged):\n\n"
-        "```bash\npython app.py train spec.yaml\n```\n\n"
+        f"With Lathe (the same spec; {jobdir.DATA_SUMMARY} holds the sources' hashes, to check the data is "
+        "unchanged):\n\n"
+        f"```bash\npython app.py train {jobdir.SPEC}\n```\n\n"
         "With TRL's own command line, on the rows this job trained on (run from the job folder):\n\n"
         f"{chained}"
         f"```bash\n{trl_line}\n```\n\n"
@@ -154,11 +156,11 @@ def write_bundle(spec: JobSpec, job_dir: Path, model_reference: str, args, train
     job_dir = Path(job_dir)
     if spec.model.start_from_job:  # TRL cannot chain jobs: it starts from the earlier job's merged export
         model_reference = "base-model"
-    data_dir = job_dir / "prepared-data"
+    data_dir = job_dir / jobdir.PREPARED_DATA
     data_dir.mkdir(exist_ok=True)
     train_data.to_json(str(data_dir / "train.jsonl"), lines=True, force_ascii=False)
     if eval_data is not None:
         eval_data.to_json(str(data_dir / "test.jsonl"), lines=True, force_ascii=False)
-    (job_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
-    text = reproduce_text(spec, trl_arguments(spec, model_reference, args, "prepared-data", "trl-output"))
-    (job_dir / "reproduce.md").write_text(text)
+    (job_dir / jobdir.ENVIRONMENT).write_text(json.dumps(environment(), indent=1))
+    text = reproduce_text(spec, trl_arguments(spec, model_reference, args, jobdir.PREPARED_DATA, "trl-output"))
+    (job_dir / jobdir.REPRODUCE).write_text(text)

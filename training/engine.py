@@ -28,14 +28,15 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
+from training import jobdir
 from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
 from training.data.load import data_summary
+from training.distributed import rank, world_size
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
-from training.launch import rank, world_size
 from training.model_card import model_card
 from training.models import merge_adapters, starting_point
 from training.sharding import fsdp_arguments, honour_fsdp_on_cpu, layer_classes
@@ -405,7 +406,7 @@ def run_job(
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
     # The data's fingerprint, format and label set stay with the job (results are scored against the labels)
     if rank() == 0:
-        (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
+        (job_dir / jobdir.DATA_SUMMARY).write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
     model, tokenizer = load_model(spec, plan, token)
@@ -418,9 +419,11 @@ def run_job(
     )
 
     # TensorBoard files go into the job folder, beside our own event log
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / jobdir.TENSORBOARD)
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
-    trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
+    trainer = build_trainer(
+        spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS
+    )
     if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
         write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, train_data, eval_data)
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
@@ -441,21 +444,21 @@ def run_job(
             "broken rows in the data. Nothing from this step was saved; earlier checkpoints are kept."
         )
     emit(Status(phase="saving"))
-    output_dir = job_dir / ("model" if spec.method.type == "full" else "adapter")
+    output_dir = job_dir / (jobdir.MODEL if spec.method.type == "full" else jobdir.ADAPTER)
     trainer.save_model(str(output_dir))  # the Trainer writes from rank 0 only
     if rank() != 0:
         return
     tokenizer.save_pretrained(str(output_dir))
     if spec.output.merge_adapter:
         merged = trainer.model.merge_and_unload()  # after save_model: merging first would empty the adapter
-        merged.save_pretrained(str(job_dir / "model"))
-        tokenizer.save_pretrained(str(job_dir / "model"))
+        merged.save_pretrained(str(job_dir / jobdir.MODEL))
+        tokenizer.save_pretrained(str(job_dir / jobdir.MODEL))
     final_loss = result.training_loss if math.isfinite(result.training_loss) else None
     if spec.output.evaluate and not callback.stopped_early and objective != "reward":
         del trainer, model  # the evaluation loads the saved model; free the training copy first
         evaluate_after_training(spec, job_dir, token, emit, should_stop)
-    if (job_dir / "spec.yaml").is_file():  # the model card, with the evaluation's numbers when there are any
-        (job_dir / "README.md").write_text(model_card(job_dir, merged=spec.method.type == "full"))
+    if jobdir.is_job_dir(job_dir):  # the model card, with the evaluation's numbers when there are any
+        (job_dir / jobdir.MODEL_CARD).write_text(model_card(job_dir, merged=spec.method.type == "full"))
     emit(
         Finished(
             output_dir=str(output_dir),

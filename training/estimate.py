@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from training import jobdir
 from training.sizes import ModelShape
 from training.spec import JobSpec, sharding_problems
 
@@ -319,7 +320,7 @@ def measure_speed(manager, spec: JobSpec, token: str | None = None, timeout: flo
         if snapshot.state != "completed":
             manager.stop(job_id)
             raise UserError(f"The measuring run did not finish ({snapshot.state}): {snapshot.message}".strip())
-        records = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines() if line]
+        records = [json.loads(line) for line in (job_dir / jobdir.EVENTS).read_text().splitlines() if line]
         rates = [r["tokens_per_second"] for r in records if r["type"] == "progress" and r["step"] > 1]
         if not rates:
             raise UserError("The measuring run logged no speed; try again.")

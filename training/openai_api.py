@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from training import jobdir
 from training.errors import UserError
 
 log = logging.getLogger("lathe.api")
@@ -398,10 +399,7 @@ def model_id_for(job_dir: Path, tuned: bool) -> str:
 
 
 def job_folder(job_dir: str | Path) -> Path:
-    job_dir = Path(job_dir).resolve()
-    if not (job_dir / "spec.yaml").is_file():
-        raise UserError(f"{job_dir} is not a job folder (it has no spec.yaml). Give a finished job's folder.")
-    return job_dir
+    return jobdir.require_job_dir(Path(job_dir).resolve(), hint="Give a finished job's folder.")
 
 
 def load(job_dir: str | Path, tuned: bool = True, token: str | None = None) -> ChatCompletions:

@@ -21,6 +21,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from training import jobdir
 from training.errors import UserError
 from training.export import export_adapter, export_merged, load_job_spec
 from training.hub import _TOKEN_SHAPE, TOKENS_URL, _with_deadline, exception_chain
@@ -132,7 +133,7 @@ def _export(job_dir: Path, out_dir: Path, merged: bool, token: str, repo_id: str
 
     folder = export_merged(job_dir, out_dir, token=token) if merged else export_adapter(job_dir, out_dir)
     # The exported card says "path/to/this/folder"; on the Hub the loading example names the repo
-    (folder / "README.md").write_text(model_card(job_dir, merged=merged, location=repo_id))
+    (folder / jobdir.MODEL_CARD).write_text(model_card(job_dir, merged=merged, location=repo_id))
     return folder
 
 

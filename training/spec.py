@@ -17,6 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from training import jobdir
 from training.errors import UserError
 from training.redact import contains_secret, redact
 
@@ -213,7 +214,7 @@ class OutputSection(_Section):
     evaluate: bool = Field(
         True,
         description="When training ends, compare the base and the tuned model on held-out rows (loss, task score, "
-        "sample answers; saved as eval.json). Takes a minute on a CPU.",
+        f"sample answers; saved as {jobdir.EVALUATION}). Takes a minute on a CPU.",
     )
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
+from training import jobdir
 from training.errors import UserError
 from training.jobs import JobManager
 from training.presets import example_jobs
 from training.redact import register_secret
-from training.spec import load_spec
 from wizard import chat, monitor, publish, results
 from wizard.auth import Authenticator, ClientAddressMiddleware, require_login_unless_local
 from wizard.form import GENERAL_DEMO, SpecForm, owning_field, problems_markdown
@@ -263,7 +263,7 @@ def can_chat(snapshot) -> bool:
     if not snapshot.output_dir:
         return False
     try:
-        return load_spec(Path(snapshot.job_dir) / "spec.yaml").method.objective != "reward"
+        return jobdir.load_job_spec(snapshot.job_dir).method.objective != "reward"
     except UserError:
         return False
 

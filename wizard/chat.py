@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from training import jobdir
 from training.errors import UserError
 from training.jobs import JobManager
 
@@ -55,9 +56,8 @@ def token_digest(token: str | None) -> str:
 def base_from_hub(job_dir: str) -> bool:
     """Whether the job's base model is downloaded from the Hub (so the token matters), not a local folder."""
     from training.models import starting_point
-    from training.spec import load_spec
 
-    return not Path(starting_point(load_spec(Path(job_dir) / "spec.yaml"))[0]).is_dir()
+    return not Path(starting_point(jobdir.load_job_spec(job_dir))[0]).is_dir()
 
 
 def text_of(content) -> str:

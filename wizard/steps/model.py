@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from training import jobdir
 from training.presets import model_catalog
 from wizard.form import SpecForm
 
@@ -44,8 +45,8 @@ def suggested_values(model_id: str, paths: list[str]) -> list:
 
 def build(form: SpecForm) -> ModelStep:
     gr.Markdown("### 1 · Model & token\nPick the model to fine-tune. The embedded model works offline.")
-    with gr.Accordion("Start from a saved spec (spec.yaml)", open=False):
-        spec_file = gr.File(label="spec.yaml", file_types=[".yaml", ".yml"], type="filepath")
+    with gr.Accordion(f"Start from a saved spec ({jobdir.SPEC})", open=False):
+        spec_file = gr.File(label=jobdir.SPEC, file_types=[".yaml", ".yml"], type="filepath")
         spec_loaded = gr.Markdown("Every step is filled from the file; the GPU preview offers it for download.")
     form.field("name", label="Job name")
     choices = [(entry.label, entry.id) for entry in model_catalog()]

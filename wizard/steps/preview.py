@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from training import jobdir
 from training.errors import UserError
 from wizard.form import SpecForm, problems_markdown
 
@@ -83,9 +84,9 @@ def build() -> PreviewStep:
         measure = gr.Button("Measure: time a few real steps of this job here", size="sm")
         price = gr.Number(None, label="Price per hour (optional)", info="Your machine's hourly price, for the cost.")
     spec_yaml = gr.Code(
-        language="yaml", label="The job spec that will run (python app.py train spec.yaml)", interactive=False
+        language="yaml", label=f"The job spec that will run (python app.py train {jobdir.SPEC})", interactive=False
     )
-    download = gr.DownloadButton("Download spec.yaml", value=None)
+    download = gr.DownloadButton(f"Download {jobdir.SPEC}", value=None)
     return PreviewStep(
         hardware=hardware,
         summary=summary,
