@@ -446,9 +446,10 @@ def command_wizard(args) -> int:
         logging.getLogger(ours).setLevel(logging.INFO)
     auth = Authenticator.from_file(args.auth_file) if args.auth_file else None
     require_login_unless_local(args.host, auth)  # before the slow gradio import: a refusal comes at once
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
-    launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
+    manager = JobManager(args.jobs_dir)
+    serve_wizard(manager, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
     return 0
 
 

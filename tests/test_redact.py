@@ -14,10 +14,10 @@ import pytest
 
 from training.errors import UserError
 from training.events import Failed, Log
+from training.jobdir import read_status, write_status
 from training.jobs import record_stop_request
 from training.redact import MASK, RedactingFilter, contains_secret, redact, register_secret
 from training.spec import JobSpec
-from training.jobdir import read_status, write_status
 from training.worker import EventWriter, explain_failure
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ from training import jobdir
 from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
-from training.data.load import data_summary
+from training.data.load import data_summary, load_sources
 from training.distributed import rank, world_size
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
@@ -402,11 +402,13 @@ def run_job(
 
     objective = spec.method.objective
     emit(Status(phase="preparing_data"))
-    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective, token)
+    sources = load_sources(spec.data, objective, token)  # read once: the datasets and data.json both come from it
+    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective, token, sources)
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
     # The data's fingerprint, format and label set stay with the job (results are scored against the labels)
     if rank() == 0:
-        (job_dir / jobdir.DATA_SUMMARY).write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
+        summary = data_summary(spec.data, objective, token, sources)
+        (job_dir / jobdir.DATA_SUMMARY).write_text(json.dumps(summary, indent=1))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
     model, tokenizer = load_model(spec, plan, token)

@@ -317,7 +317,7 @@ def measure_speed(manager, spec: JobSpec, token: str | None = None, timeout: flo
     try:
         job_id = manager.start(probe, secrets={"HF_TOKEN": token} if token else None, job_dir=job_dir)
         snapshot = manager.wait(job_id, timeout=timeout)
-        if snapshot.state != "completed":
+        if snapshot.state != jobdir.COMPLETED:
             manager.stop(job_id)
             raise UserError(f"The measuring run did not finish ({snapshot.state}): {snapshot.message}".strip())
         records = [json.loads(line) for line in (job_dir / jobdir.EVENTS).read_text().splitlines() if line]

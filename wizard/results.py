@@ -180,3 +180,15 @@ def connect(tab: ResultsTab, manager: JobManager, token: gr.State) -> None:
             outputs=button,
             api_name=name,
         )
+
+
+def jobs_with_a_model(manager: JobManager, current: str | None = None):
+    done = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
+    return gr.update(choices=done, value=current if current in done else next(iter(done), None))
+
+
+def connect_tab(opened: gr.Tab, tab: ResultsTab, manager: JobManager) -> None:
+    """`opened`: the tab itself, whose list of jobs is refreshed each time it is opened."""
+    opened.select(
+        lambda current: jobs_with_a_model(manager, current), inputs=tab.job, outputs=tab.job, api_visibility="private"
+    )

@@ -199,3 +199,12 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         preview_button=preview_button,
         preview=preview,
     )
+
+
+def connect(step: DataStep, form: SpecForm, token: gr.State) -> None:
+    step.preview_button.click(
+        lambda secret, *values: render_preview(form, values, token=secret or None),
+        inputs=[token, *form.inputs],
+        outputs=step.preview,
+        api_name="preview_data",
+    )
