@@ -40,7 +40,7 @@ from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.model_card import model_card
 from training.models import merge_adapters, starting_point
 from training.sharding import fsdp_arguments, honour_fsdp_on_cpu, layer_classes
-from training.spec import JobSpec
+from training.spec import JobSpec, target_module_names
 
 EVAL_ROWS, EVAL_SAMPLES = 50, 3  # enough to tell, small enough to take about a minute on a CPU
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -51,17 +51,11 @@ def to_lora_config(spec: JobSpec):
     method = spec.method
     if method.type == "full":
         return None
-    if method.target_modules == "all-linear":
-        targets: str | list[str] = "all-linear"
-    elif method.target_modules == "attention":
-        targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    else:
-        targets = method.target_modules.split(",")
     return LoraConfig(
         r=method.lora_r,
         lora_alpha=method.lora_alpha,
         lora_dropout=method.lora_dropout,
-        target_modules=targets,
+        target_modules=target_module_names(method.target_modules),
         use_dora=method.use_dora,
         use_rslora=method.use_rslora,
         # A reward model is a sequence classifier: PEFT then also trains and saves its score head
@@ -427,7 +421,8 @@ def run_job(
         spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS
     )
     if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
-        write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, train_data, eval_data)
+        lora = getattr(trainer.model, "peft_config", {}).get("default")  # the LoraConfig the trainer applied
+        write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, lora, train_data, eval_data)
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
     if resume and rank() == 0 and (torn := remove_torn(job_dir)):
         emit(Log(message=f"removed half-written checkpoints from the interrupted run: {', '.join(torn)}"))

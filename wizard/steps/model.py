@@ -10,6 +10,7 @@ from training import jobdir
 from training.errors import UserError
 from training.presets import model_catalog
 from training.redact import register_secret
+from training.spec import describe_field
 from wizard.form import GENERAL_DEMO, SpecForm
 
 PATHS = ["name", "model.name_or_path", "model.revision", "model.start_from_job"]
@@ -50,18 +51,20 @@ def build(form: SpecForm) -> ModelStep:
     with gr.Accordion(f"Start from a saved spec ({jobdir.SPEC})", open=False):
         spec_file = gr.File(label=jobdir.SPEC, file_types=[".yaml", ".yml"], type="filepath")
         spec_loaded = gr.Markdown("Every step is filled from the file; the GPU preview offers it for download.")
-    form.field("name", label="Job name")
+    form.field("name")
     choices = [(entry.label, entry.id) for entry in model_catalog()]
     model = form.field(
         "model.name_or_path",
         component=gr.Dropdown(
-            choices=choices, value=form.base.model.name_or_path, allow_custom_value=True, label="Model"
+            choices=choices,
+            value=form.base.model.name_or_path,
+            allow_custom_value=True,
+            label=describe_field("model.name_or_path").label,
         ),
-        label="Model",
     )
     model_info = gr.Markdown(describe_model(form.base.model.name_or_path))
     with gr.Accordion("Model revision", open=bool(form.base.model.revision)):
-        form.field("model.revision", label="Revision (branch, tag or commit)")
+        form.field("model.revision")
     model.change(describe_model, inputs=model, outputs=model_info, api_visibility="private")
     with gr.Accordion("Build on a finished job (e.g. DPO after SFT)", open=bool(form.base.model.start_from_job)):
         form.field("model.start_from_job", placeholder="jobs/my-first-job-…")
