@@ -316,14 +316,9 @@ def command_score(args) -> int:
 
 def command_check_data(args) -> int:
     from training.data.check import check_data, spec_for_source
-    from training.spec import JobSpec
+    from training.spec import JobSpec, parse_field_map
 
-    field_map = {}
-    for pair in args.map:
-        role, sep, column = pair.partition("=")
-        if not sep:
-            raise UserError(f"--map {pair!r}: write it as ROLE=COLUMN, e.g. --map text=review.")
-        field_map[role.strip()] = column.strip()
+    field_map = parse_field_map(args.map, where="--map")
     overrides = {}
     if args.model:
         overrides["model.name_or_path"] = args.model

@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from training.redact import MASK, redact
+from training.redact import redact_with
 from training.spec import EMBEDDED_MODEL
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def check_access(model: str, token: str | None, endpoint: str | None = None, tim
     result = _with_deadline(lambda: _ask_hub(model, token, endpoint, timeout), timeout)
     if result is None:
         result = AccessCheck(False, UNREACHABLE.format(detail=f" (no answer within {timeout:g} s)"))
-    result = AccessCheck(result.ok, _redact(result.message, token), result.user, result.gated)
+    result = AccessCheck(result.ok, redact_with(result.message, token), result.user, result.gated)
     logger.info("Hub access check for %s: %s", model, result.message)
     return result
 
@@ -205,9 +205,3 @@ def _with_deadline(call, timeout: float) -> AccessCheck | None:
     worker.start()
     worker.join(timeout)
     return box[0] if box else None
-
-
-def _redact(text: str, token: str | None) -> str:
-    # Belt and braces: our sentences never quote the token, but a person may paste it into the model field.
-    # The token itself first (it may be neither token-shaped nor registered), then every known secret.
-    return redact(text.replace(token, MASK) if token else text)

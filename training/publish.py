@@ -25,6 +25,7 @@ from training import jobdir
 from training.errors import UserError
 from training.export import export_adapter, export_merged, load_job_spec
 from training.hub import _TOKEN_SHAPE, TOKENS_URL, _with_deadline, exception_chain
+from training.redact import redact_with
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def push_job(
     except UserError:
         raise
     except Exception as exc:  # every failure becomes a sentence; none escapes as a traceback
-        raise UserError(_redact(describe_push_error(exc, repo_id, pusher), token)) from None
+        raise UserError(redact_with(describe_push_error(exc, repo_id, pusher), token)) from None
     url = f"{api.endpoint}/{repo_id}"
     private_now = private if existing is None else existing
     _record_push(job_dir, repo_id, url, commit.oid, merged, private_now, created=existing is None)
@@ -123,7 +124,7 @@ def _who_pushes(api: HfApi, token: str, repo_id: str) -> Pusher:
             "Check the network, then push again."
         )
     if isinstance(answer, Exception):
-        raise UserError(_redact(describe_push_error(answer, repo_id, None), token)) from None
+        raise UserError(redact_with(describe_push_error(answer, repo_id, None), token)) from None
     role = ((answer.get("auth") or {}).get("accessToken") or {}).get("role")
     return Pusher(user=answer["name"], role=role)
 
@@ -199,8 +200,3 @@ def _record_push(job_dir: Path, repo_id: str, url: str, commit: str, merged: boo
     }
     with open(job_dir / PUSH_LOG, "a") as log:
         log.write(json.dumps(record) + "\n")
-
-
-def _redact(text: str, token: str | None) -> str:
-    # Belt and braces: our sentences never quote the token, but a person may paste it into the repo field.
-    return text.replace(token, "[token]") if token else text

@@ -139,6 +139,20 @@ LORA_TARGET_PRESETS = ("all-linear", "attention")
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+def parse_field_map(pairs, where: str = "data.field_map") -> dict[str, str]:
+    """role=column pairs -> {role: column}: a list of pairs, or one text of them separated by commas
+    ('text=review, label=sentiment'). A bad pair is a UserError that names `where` (the field or option)."""
+    if isinstance(pairs, str):
+        pairs = pairs.split(",")
+    mapping = {}
+    for pair in (p.strip() for p in pairs if p.strip()):
+        role, sep, column = pair.partition("=")
+        if not sep or not role.strip() or not column.strip():
+            raise UserError(f"{where}: {pair!r} should be role=column, e.g. text=review.")
+        mapping[role.strip()] = column.strip()
+    return mapping
+
+
 def target_module_names(target_modules: str) -> str | list[str]:
     """method.target_modules as PEFT (and TRL's --lora_target_modules) take it: "all-linear" or module names.
 

@@ -13,7 +13,16 @@ from typing import Any
 import gradio as gr
 
 from training.errors import UserError
-from training.spec import DEMO_PREFIX, HUB_PREFIX, JobSpec, SpecError, apply_overrides, describe_field, parse_spec
+from training.spec import (
+    DEMO_PREFIX,
+    HUB_PREFIX,
+    JobSpec,
+    SpecError,
+    apply_overrides,
+    describe_field,
+    parse_field_map,
+    parse_spec,
+)
 
 # Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
 STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP, HUB_DATASET = (
@@ -179,18 +188,6 @@ def owning_field(path: str, paths: Sequence[str]) -> str:
     if path in paths:
         return path
     return next((p for p in paths if p.startswith(path + ".")), path)
-
-
-def parse_field_map(text: str) -> dict[str, str]:
-    """'text=review, label=sentiment' -> {"text": "review", "label": "sentiment"}; a bad pair is a spec problem."""
-    pairs = [pair.strip() for pair in text.split(",") if pair.strip()]
-    mapping = {}
-    for pair in pairs:
-        role, sep, column = pair.partition("=")
-        if not sep or not role.strip() or not column.strip():
-            raise UserError(f"data.field_map: {pair!r} should be role=column, e.g. text=review.")
-        mapping[role.strip()] = column.strip()
-    return mapping
 
 
 def field_map_text(mapping: dict[str, str]) -> str:
