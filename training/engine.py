@@ -2,8 +2,8 @@
 
 `run_job` talks to the outside world only through `emit(event)` and asks `should_stop()` at
 every step boundary; it never touches the UI or the job record. TRL does the training; the
-functions here only translate our spec into the library objects (`to_lora_config`,
-`to_sft_config`).
+functions here translate our spec into the library objects (`to_lora_config`, `to_sft_config`), build
+the trainer, and run the evaluation after it. Workarounds for the pinned libraries live in `patches.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import trl.trainer.utils as trl_utils
 from peft import LoraConfig
 from transformers import (
     AutoModelForCausalLM,
@@ -25,10 +24,9 @@ from transformers import (
     BitsAndBytesConfig,
     TrainerCallback,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
-from training import jobdir
+from training import jobdir, patches
 from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
@@ -39,7 +37,7 @@ from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.model_card import model_card
 from training.models import merge_adapters, starting_point
-from training.sharding import fsdp_arguments, honour_fsdp_on_cpu, layer_classes
+from training.sharding import fsdp_arguments, layer_classes
 from training.spec import JobSpec, target_module_names
 
 EVAL_ROWS, EVAL_SAMPLES = 50, 3  # enough to tell, small enough to take about a minute on a CPU
@@ -173,14 +171,14 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
     """The TRL trainer for the spec's objective, over a loaded model (see `load_model`)."""
     objective = spec.method.objective
     if objective == "sft":
-        score_only_labelled_positions()
-    unpack_4bit_inference_layout(model)
+        patches.score_only_labelled_positions()
+    patches.unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
     sharding = None
     if is_sharded(spec):
         sharding = fsdp_arguments(layer_classes(model), checkpointing)
         if plan.device == "cpu":
-            honour_fsdp_on_cpu()
+            patches.honour_fsdp_on_cpu()
     trainer = TRAINER_FOR[objective](
         model=model,
         args=CONFIG_FOR[objective](spec, plan, output_dir, checkpointing, eval_data is not None, sharding),
@@ -190,63 +188,13 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         peft_config=to_lora_config(spec),
         callbacks=callbacks,
     )
-    reproducible_length_grouping(trainer, spec.hyperparameters.seed)
+    patches.reproducible_length_grouping(trainer, spec.hyperparameters.seed)
     return trainer
 
 
 def is_sharded(spec: JobSpec) -> bool:
     """FSDP applies when the spec asks for it and the job really runs over several processes."""
     return spec.hyperparameters.distributed == "fsdp" and world_size() > 1
-
-
-def reproducible_length_grouping(trainer, seed: int) -> None:
-    """Make length-grouped batches come in the same order after a resume.
-
-    transformers (5.23) builds the training LengthGroupedSampler without a generator, so each
-    epoch's order comes from the global RNG at the moment the epoch starts, which a resumed run
-    does not reproduce: after a resume in the second epoch the losses differed by up to 28% from
-    the uninterrupted run (tests/test_kill_resume.py). The Trainer calls `set_epoch` on the
-    sampler at every epoch start, resumed or not; we give the sampler one that seeds its own
-    generator with (seed, epoch). Remove once transformers seeds it.
-    """
-    make_sampler = trainer._get_train_sampler
-
-    def seeded_sampler(*args, **kwargs):
-        sampler = make_sampler(*args, **kwargs)
-        if isinstance(sampler, LengthGroupedSampler):
-
-            def set_epoch(epoch: int) -> None:
-                sampler.generator = torch.Generator().manual_seed(seed + epoch)
-
-            sampler.set_epoch = set_epoch
-            set_epoch(0)
-        return sampler
-
-    trainer._get_train_sampler = seeded_sampler
-
-
-def unpack_4bit_inference_layout(model) -> int:
-    """Undo bitsandbytes' CPU inference repacking of 4-bit weights, so training sees the real weights.
-
-    On CPUs with AVX-512 BF16, a no-grad forward in eval mode (any `generate`) rewrites each
-    Linear4bit weight into a packed layout for fast inference; training on top of that layout runs
-    but learns much worse (measured: loss 3.38 -> 2.00 instead of -> 1.31 over 6 steps). Our
-    engine loads a fresh model per job, but anything that generates
-    before training (a baseline sample, a calibration run) would hit this, so the layout is
-    checked here, on the way into every trainer. Returns how many layers were unpacked.
-    """
-    unpacked = 0
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        state = getattr(weight, "quant_state", None)
-        if state is not None and getattr(state, "packing_format_for_cpu", False):
-            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-
-            # The same call bitsandbytes makes itself before moving or saving such a weight
-            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
-            module.quant_state = weight.quant_state
-            unpacked += 1
-    return unpacked
 
 
 def qlora_compute_dtype(spec: JobSpec, plan: Plan) -> str:
@@ -329,26 +277,6 @@ def stop_everywhere(requested: bool, device: torch.device | str = "cpu") -> bool
 
 def _maybe_float(value) -> float | None:
     return None if value is None else float(value)
-
-
-def score_only_labelled_positions() -> None:
-    """Make TRL's fused LM head skip prompt and padding positions on the CPU too.
-
-    TRL (1.16, `add_fused_lm_head`) projects only positions with a label through the 49k-wide LM
-    head on Triton devices, but every position elsewhere, so that Neuron compiles one shape. On
-    the CPU that spends most of the head's work (and an fp32 matmul in its backward) on prompt
-    and padding tokens whose loss is masked anyway; it was a third of each step here. The loss
-    is identical (tests/test_engine.py checks). Remove once TRL compacts on every device.
-    """
-    original = trl_utils._use_triton
-    if getattr(original, "lathe_patched", False):
-        return
-
-    def compact_on_cpu(device) -> bool:
-        return device.type == "cpu" or original(device)
-
-    compact_on_cpu.lathe_patched = True
-    trl_utils._use_triton = compact_on_cpu
 
 
 def evaluate_after_training(spec: JobSpec, job_dir: Path, token: str | None, emit, should_stop) -> None:

@@ -16,15 +16,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2  # huggingface_hub 2.x talks HTTP through httpx2: network failures arrive as its TransportError
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from training import jobdir
+from training import hub_errors, jobdir
 from training.errors import UserError
-from training.export import export_adapter, export_merged, load_job_spec
-from training.hub import _TOKEN_SHAPE, TOKENS_URL, _with_deadline, exception_chain
+from training.export import export_adapter, export_merged
+from training.hub import _TOKEN_SHAPE, TOKENS_URL, _with_deadline
+from training.hub_errors import classify_hub_error
+from training.jobdir import load_job_spec
 from training.redact import redact_with
 
 logger = logging.getLogger(__name__)
@@ -148,15 +149,15 @@ def _existing_visibility(api: HfApi, repo_id: str) -> bool | None:
 
 def describe_push_error(exc: BaseException, repo_id: str, pusher: Pusher | None) -> str:
     """One plain sentence for a failed push, naming the field (token or repo) and the fix."""
-    for link in exception_chain(exc):
-        if isinstance(link, OfflineModeIsEnabled):  # a ConnectionError too, so it goes first
-            return "Hub access is switched off on this machine (HF_HUB_OFFLINE=1). Unset it to push to the Hub."
-        if isinstance(link, HfHubHTTPError) and link.response is not None:
-            return _describe_status(link.response.status_code, repo_id, pusher)
-        if isinstance(link, httpx2.TransportError | ConnectionError | TimeoutError):
-            return "Can't reach the Hugging Face Hub. Check the network, then push again; nothing was uploaded."
-        if isinstance(link, HFValidationError):
-            return f"repo: {repo_id!r} is not a valid repo id. {REPO_ID_HELP}"
+    failure = classify_hub_error(exc)
+    if failure.kind == hub_errors.OFFLINE:
+        return "Hub access is switched off on this machine (HF_HUB_OFFLINE=1). Unset it to push to the Hub."
+    if failure.status is not None:  # a push is about the token's rights and the repo: the status says which
+        return _describe_status(failure.status, repo_id, pusher)
+    if failure.kind == hub_errors.UNREACHABLE:
+        return "Can't reach the Hugging Face Hub. Check the network, then push again; nothing was uploaded."
+    if failure.kind == hub_errors.INVALID_ID:
+        return f"repo: {repo_id!r} is not a valid repo id. {REPO_ID_HELP}"
     # Only the class name: an unknown error's text might quote request headers.
     return f"Pushing to {repo_id} failed unexpectedly ({type(exc).__name__}). Try again in a few minutes."
 
