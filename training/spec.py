@@ -12,10 +12,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from training import jobdir
 from training.errors import UserError
@@ -24,6 +32,7 @@ from training.redact import contains_secret, redact
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 DEMO_PREFIX = "demo:"
 HUB_PREFIX = "hub:"
+DemoText = Annotated[str, StringConstraints(min_length=1, max_length=60)]  # a name the identity demo writes in
 # What each task teaches, in the words the wizard and the data check use
 TASK_LABELS = {
     "chat": "Instruction / chat fine-tuning",
@@ -90,19 +99,11 @@ class DataSection(_Section):
         title="Revision",
         description="Hub dataset: branch, tag or commit; empty = the default branch.",
     )
-    assistant_name: str = Field(
-        "Juniper",
-        min_length=1,
-        max_length=60,
-        title="Assistant name (identity demo)",
-        description="Name the demo identity data teaches the model to use.",
+    assistant_name: DemoText = Field(
+        "Juniper", title="Assistant name (identity demo)", description="Name the identity demo teaches the model."
     )
-    assistant_maker: str = Field(
-        "Lathe Labs",
-        min_length=1,
-        max_length=60,
-        title="Assistant maker (identity demo)",
-        description="Maker the demo identity data teaches the model to name.",
+    assistant_maker: DemoText = Field(
+        "Lathe Labs", title="Assistant maker (identity demo)", description="Maker the identity demo teaches it to name."
     )
     max_rows: int | None = Field(
         None, ge=1, title="Use at most this many rows", description="Use only the first N rows (handy for a quick try)."
