@@ -311,7 +311,12 @@ def measure_speed(manager, spec: JobSpec, token: str | None = None, timeout: flo
     from training.errors import UserError
 
     probe = spec.with_overrides(
-        {"name": f"{spec.name}-measure", "hyperparameters.max_steps": MEASURE_STEPS, "output.merge_adapter": False}
+        {
+            "name": f"{spec.name}-measure",
+            "hyperparameters.max_steps": MEASURE_STEPS,
+            "output.merge_adapter": False,
+            "output.evaluate": False,  # only the steps' speed is wanted: the evaluation would add minutes
+        }
     )
     job_dir = Path(tempfile.mkdtemp(prefix="lathe-measure-"))
     try:
