@@ -224,25 +224,29 @@ def follow_until_done(manager, job_id: str):
 
 
 def report(snapshot) -> int:
+    from training import jobdir
+
     print()
-    if snapshot.state == "failed":
+    if snapshot.state == jobdir.FAILED:
         print(f"error: {snapshot.message} {snapshot.hint}".rstrip(), file=sys.stderr)
         return 1
     print(f"job {snapshot.state}: {snapshot.output_dir}")
     from training.evaluate import read_report
 
-    evaluation = read_report(Path(snapshot.job_dir)) if snapshot.state == "completed" else None
+    evaluation = read_report(Path(snapshot.job_dir)) if snapshot.state == jobdir.COMPLETED else None
     if evaluation:
         print(f"{evaluation.summary()}\n  details: python app.py eval {snapshot.job_dir} (or the wizard's Results tab)")
     if snapshot.reward_accuracy:
         print(f'try it: python app.py score {snapshot.job_dir} --prompt "What is 12 times 7?" --answer "84."')
     else:
         print(f'try it: python app.py chat {snapshot.job_dir} --prompt "Who are you?"')
-    return 0 if snapshot.state == "completed" else 130
+    return 0 if snapshot.state == jobdir.COMPLETED else 130
 
 
 def follow(manager, job_id: str):
     """Print a one-line progress display until the job ends; return the final snapshot."""
+    from training.jobdir import FINAL_STATES
+
     interactive = sys.stdout.isatty()
     last_line = ""
     while True:
@@ -255,7 +259,7 @@ def follow(manager, job_id: str):
                 flush=True,
             )
             last_line = line
-        if snapshot.state in ("completed", "stopped", "failed"):
+        if snapshot.state in FINAL_STATES:
             return snapshot
 
 
@@ -273,9 +277,9 @@ def progress_line(snapshot) -> str:
 
 def command_chat(args) -> int:
     from training.chat import ChatSession, GenerationSettings
+    from training.jobdir import require_job_dir
 
-    if not Path(args.job_dir, "spec.yaml").is_file():
-        raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
+    require_job_dir(args.job_dir)
     session = ChatSession(args.job_dir, token=os.environ.get("HF_TOKEN"))
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     tuned = not args.base
@@ -312,14 +316,9 @@ def command_score(args) -> int:
 
 def command_check_data(args) -> int:
     from training.data.check import check_data, spec_for_source
-    from training.spec import JobSpec
+    from training.spec import JobSpec, parse_field_map
 
-    field_map = {}
-    for pair in args.map:
-        role, sep, column = pair.partition("=")
-        if not sep:
-            raise UserError(f"--map {pair!r}: write it as ROLE=COLUMN, e.g. --map text=review.")
-        field_map[role.strip()] = column.strip()
+    field_map = parse_field_map(args.map, where="--map")
     overrides = {}
     if args.model:
         overrides["model.name_or_path"] = args.model
@@ -366,11 +365,12 @@ def command_estimate(args) -> int:
 
 def command_eval(args) -> int:
     from training.evaluate import evaluate_job
+    from training.jobdir import EVALUATION
 
     print("loading the base and the tuned model, then answering the held-out prompts...", flush=True)
     report = evaluate_job(Path(args.job_dir), token=os.environ.get("HF_TOKEN") or None, max_rows=args.rows)
     print(report.to_text(samples=args.samples))
-    print(f"\nsaved: {Path(args.job_dir) / 'eval.json'}")
+    print(f"\nsaved: {Path(args.job_dir) / EVALUATION}")
     return 0
 
 
@@ -441,9 +441,10 @@ def command_wizard(args) -> int:
         logging.getLogger(ours).setLevel(logging.INFO)
     auth = Authenticator.from_file(args.auth_file) if args.auth_file else None
     require_login_unless_local(args.host, auth)  # before the slow gradio import: a refusal comes at once
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
-    launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
+    manager = JobManager(args.jobs_dir)
+    serve_wizard(manager, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from training.jobs import JobManager
-from wizard.app import launch
+from wizard.app import serve_wizard
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -46,7 +46,7 @@ def click_visible(page, name: str) -> None:
 def test_click_through_launch_reload_and_chat(tmp_path, embedded_model_dir):
     shots = Path(os.environ.get("LATHE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    demo = launch(JobManager(tmp_path / "jobs"), port=None, block=False)
+    demo = serve_wizard(JobManager(tmp_path / "jobs"), port=None, block=False)
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

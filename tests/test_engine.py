@@ -121,7 +121,7 @@ def test_scoring_only_labelled_positions_changes_nothing_but_speed(tiny_model_di
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from training.engine import score_only_labelled_positions
+    from training.patches import score_only_labelled_positions
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

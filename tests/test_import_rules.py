@@ -32,3 +32,35 @@ def test_importing_the_spec_does_not_import_torch():
     code = "import sys, training.spec, training.jobs, training.events; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_only_the_job_folder_module_spells_a_job_files_name():
+    """Every reader asks training.jobdir where a job's files are, so a name changes in one place."""
+    import ast
+
+    from training import jobdir
+
+    def spells(text: str, name: str) -> bool:  # lathe-spec.yaml (an export's copy) is another file
+        return re.search(rf"(?<![\w-]){re.escape(name)}", text) is not None
+
+    names = {jobdir.SPEC, jobdir.STATUS, jobdir.EVENTS, jobdir.WORKER_LOG, jobdir.DATA_SUMMARY, jobdir.EVALUATION}
+    names |= {jobdir.PREPARED_DATA, jobdir.ENVIRONMENT, jobdir.REPRODUCE}
+    exact = {jobdir.STOP, jobdir.CHECKPOINTS, jobdir.MODEL_CARD}  # short words: only a literal that is just the name
+    offenders = []
+    for path in [ROOT / "app.py", *python_files("training"), *python_files("wizard")]:
+        if path.name == "jobdir.py" and path.parent.name == "training":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            literal = isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            if literal and (node.value in exact or any(spells(node.value, name) for name in names)):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert not offenders, offenders

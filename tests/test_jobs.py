@@ -10,8 +10,8 @@ import pytest
 from helpers import wait_for
 
 from training.errors import UserError
+from training.jobdir import read_status
 from training.jobs import JobManager, JobSnapshot, apply_event, worker_alive
-from training.worker import read_status
 
 TIMEOUT = 180
 

@@ -20,9 +20,9 @@ from helpers import wait_for
 from training.checkpoints import COMPLETE_MARKER, checkpoint_folders, latest_complete_checkpoint, step_of
 from training.engine import run_job
 from training.events import Progress
+from training.jobdir import read_status
 from training.jobs import JobManager, worker_alive
 from training.spec import JobSpec
-from training.worker import read_status
 
 pytestmark = pytest.mark.slow
 KILLS = 10

@@ -111,6 +111,6 @@ def test_qlora_trains_over_an_untouched_4bit_base_even_after_generating(embedded
     assert all(torch.equal(base[name], weight) for name, weight in four_bit_weights(trainer.model).items())
 
     if cpu_has_fast_bf16():  # and the check above can fail: without the unpacking the run goes elsewhere
-        monkeypatch.setattr("training.engine.unpack_4bit_inference_layout", lambda model: 0)
+        monkeypatch.setattr("training.patches.unpack_4bit_inference_layout", lambda model: 0)
         unguarded, _, _ = train_qlora(embedded_model_dir, tmp_path / "c", generate_first=True)
         assert unguarded != pytest.approx(plain, rel=0.02)

@@ -212,11 +212,11 @@ def test_the_wizard_pushes_with_the_sessions_token(job, fake_hub_server, monkeyp
     from huggingface_hub import constants
 
     from training.jobs import JobManager
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     hub = fake_hub_server
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)  # where HfApi() goes when given no endpoint
-    demo = launch(JobManager(job.parent), port=None, block=False)
+    demo = serve_wizard(JobManager(job.parent), port=None, block=False)
     try:
         client = Client(demo.local_url, verbose=False)
         # Check access with the embedded model asks no server; it moves the token into the session's state

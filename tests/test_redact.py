@@ -14,10 +14,11 @@ import pytest
 
 from training.errors import UserError
 from training.events import Failed, Log
+from training.jobdir import read_status, write_status
 from training.jobs import record_stop_request
 from training.redact import MASK, RedactingFilter, contains_secret, redact, register_secret
 from training.spec import JobSpec
-from training.worker import EventWriter, explain_failure, read_status, write_status
+from training.worker import EventWriter, explain_failure
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_" + "Ab3" * 11 + "x"  # hf_ + 34 letters and digits, like a real user access token

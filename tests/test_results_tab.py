@@ -15,7 +15,7 @@ def app_with_a_finished_job(tmp_path_factory, tiny_model_dir):
 
     from training.jobs import JobManager
     from training.spec import JobSpec
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     manager = JobManager(tmp_path_factory.mktemp("results") / "jobs")
     spec = JobSpec().with_overrides(
@@ -31,7 +31,7 @@ def app_with_a_finished_job(tmp_path_factory, tiny_model_dir):
     job_id = manager.start(spec)
     assert wait_for(lambda: manager.snapshot(job_id).state in ("completed", "failed"), timeout=600)
     assert manager.snapshot(job_id).state == "completed", manager.snapshot(job_id).message
-    demo = launch(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False)
     try:
         yield Client(demo.local_url, verbose=False), manager, job_id
     finally:

@@ -22,8 +22,9 @@ import pytest
 from gradio_client import Client
 
 from training.jobs import JobManager
-from wizard.app import gradio_files_folder, launch
+from wizard.app import serve_wizard
 from wizard.auth import Authenticator, LoginLimiter, TooManyAttempts, add_user, read_auth_file, verify_password
+from wizard.server import gradio_files_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 USER, PASSWORD = "alice", "correct-horse-battery"
@@ -47,7 +48,7 @@ def served(tmp_path_factory):
     clock = FakeClock()
     limiter = LoginLimiter(max_failures=MAX_FAILURES, max_client_failures=CLIENT_FAILURES, lockout=LOCKOUT, clock=clock)
     manager = JobManager(data / "jobs")
-    demo = launch(
+    demo = serve_wizard(
         manager, port=None, block=False, max_upload_mb=1, auth=Authenticator.from_file(data / "users.txt", limiter)
     )
     url = demo.local_url.rstrip("/")

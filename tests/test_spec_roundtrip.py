@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def app(tmp_path):
     from training.jobs import JobManager
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     manager = JobManager(tmp_path / "jobs")
-    demo = launch(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False)
     try:
         yield demo.local_url, manager
     finally:

@@ -33,8 +33,8 @@ from fake_hub import (
 from gradio_client import Client
 from helpers import form_values, value_of, wait_for
 
+from training.jobdir import read_status
 from training.redact import MASK
-from training.worker import read_status
 from wizard.form import SOURCE_DEMO, SOURCE_HUB
 
 ROOT = Path(__file__).resolve().parents[1]

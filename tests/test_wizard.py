@@ -8,7 +8,7 @@ from pathlib import Path
 from gradio_client import Client
 
 from training.jobs import JobManager
-from wizard.app import launch
+from wizard.app import serve_wizard
 from wizard.data_report import preview_html
 from wizard.form import SpecForm
 from wizard.monitor import eval_frame, loss_frame, preference_frame, preference_plot, progress_html, status_markdown
@@ -31,7 +31,7 @@ def test_the_page_is_served_and_reattaches_to_the_newest_job(tmp_path):
     job.mkdir()
     (job / "spec.yaml").write_text("name: demo-job\n")
     (job / "status.json").write_text('{"state": "completed"}')
-    demo = launch(JobManager(tmp_path), port=None, block=False)  # None: gradio picks a free port
+    demo = serve_wizard(JobManager(tmp_path), port=None, block=False)  # None: gradio picks a free port
     try:
         html = urllib.request.urlopen(demo.local_url, timeout=30).read().decode()
         assert "Lathe" in html
@@ -115,7 +115,7 @@ def test_picking_a_catalog_model_suggests_its_settings():
 def test_uploads_past_the_hosts_limit_are_refused_with_the_limit(tmp_path):
     import httpx
 
-    demo = launch(JobManager(tmp_path / "jobs"), port=None, block=False, max_upload_mb=1)
+    demo = serve_wizard(JobManager(tmp_path / "jobs"), port=None, block=False, max_upload_mb=1)
     try:
         url = demo.local_url.rstrip("/") + "/gradio_api/upload"
         too_big = httpx.post(url, files={"files": ("big.jsonl", b"x" * (2 * 2**20))}, timeout=30)

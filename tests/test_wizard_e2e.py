@@ -16,9 +16,9 @@ import pytest
 from gradio_client import Client
 from helpers import form_values, value_of, wait_for
 
+from training.jobdir import read_status
 from training.jobs import JobManager
-from training.worker import read_status
-from wizard.app import launch
+from wizard.app import serve_wizard
 
 pytestmark = pytest.mark.slow
 CANARY = "hf_" + "canaryTOKENdoNotLeak0123456789abcdef"
@@ -27,7 +27,7 @@ CANARY = "hf_" + "canaryTOKENdoNotLeak0123456789abcdef"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, embedded_model_dir):
     jobs_dir = tmp_path_factory.mktemp("wizard") / "jobs"
-    demo = launch(JobManager(jobs_dir), port=None, block=False)
+    demo = serve_wizard(JobManager(jobs_dir), port=None, block=False)
     yield demo, jobs_dir
     demo.close()
 

@@ -21,6 +21,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from training import jobdir
 from training.spec import JobSpec
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub", "bitsandbytes")
@@ -91,21 +92,21 @@ def changed_settings(args) -> dict:
     return {k: v for k, v in changed.items() if v is not None}
 
 
-def trl_arguments(spec: JobSpec, model_reference: str, args, data_dir: str, output_dir: str) -> list[str]:
-    """The TRL CLI arguments for this job: the model and LoRA settings, then every changed trainer setting."""
+def trl_arguments(spec: JobSpec, model_reference: str, args, lora, data_dir: str, output_dir: str) -> list[str]:
+    """The TRL CLI arguments for this job, from the objects the trainer got: the model, the LoRA config
+    (`lora`, PEFT's LoraConfig; None for a full fine-tune) and every changed trainer setting (`args`)."""
     method = spec.method
     cli = ["--model_name_or_path", model_reference, "--dataset_name", data_dir, "--output_dir", output_dir]
     if spec.model.revision:
         cli += ["--model_revision", spec.model.revision]
-    if method.type != "full":
-        targets = {"all-linear": ["all-linear"], "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}.get(
-            method.target_modules, method.target_modules.split(",")
-        )
-        cli += ["--use_peft", "True", "--lora_r", str(method.lora_r), "--lora_alpha", str(method.lora_alpha)]
-        cli += ["--lora_dropout", str(method.lora_dropout), "--lora_target_modules", *targets]
-        if method.use_dora:
+    if lora is not None:
+        # PEFT keeps a list of module names as a set: sorted, so the command is the same on every run
+        targets = [lora.target_modules] if isinstance(lora.target_modules, str) else sorted(lora.target_modules)
+        cli += ["--use_peft", "True", "--lora_r", str(lora.r), "--lora_alpha", str(lora.lora_alpha)]
+        cli += ["--lora_dropout", str(lora.lora_dropout), "--lora_target_modules", *targets]
+        if lora.use_dora:
             cli += ["--use_dora", "True"]
-        if method.use_rslora:
+        if lora.use_rslora:
             cli += ["--use_rslora", "True"]
     if method.type == "qlora":
         cli += ["--load_in_4bit", "True", "--use_bnb_nested_quant", str(method.qlora_double_quant)]
@@ -137,8 +138,9 @@ def reproduce_text(spec: JobSpec, trl_args: list[str]) -> str:
     )
     return (
         f"# Reproduce {spec.name}\n\n"
-        "With Lathe (the same spec; data.json holds the sources' hashes, to check the data is unchanged):\n\n"
-        "```bash\npython app.py train spec.yaml\n```\n\n"
+        f"With Lathe (the same spec; {jobdir.DATA_SUMMARY} holds the sources' hashes, to check the data is "
+        "unchanged):\n\n"
+        f"```bash\npython app.py train {jobdir.SPEC}\n```\n\n"
         "With TRL's own command line, on the rows this job trained on (run from the job folder):\n\n"
         f"{chained}"
         f"```bash\n{trl_line}\n```\n\n"
@@ -149,16 +151,16 @@ def reproduce_text(spec: JobSpec, trl_args: list[str]) -> str:
     )
 
 
-def write_bundle(spec: JobSpec, job_dir: Path, model_reference: str, args, train_data, eval_data) -> None:
+def write_bundle(spec: JobSpec, job_dir: Path, model_reference: str, args, lora, train_data, eval_data) -> None:
     """Write prepared-data/, environment.json and reproduce.md into the job folder."""
     job_dir = Path(job_dir)
     if spec.model.start_from_job:  # TRL cannot chain jobs: it starts from the earlier job's merged export
         model_reference = "base-model"
-    data_dir = job_dir / "prepared-data"
+    data_dir = job_dir / jobdir.PREPARED_DATA
     data_dir.mkdir(exist_ok=True)
     train_data.to_json(str(data_dir / "train.jsonl"), lines=True, force_ascii=False)
     if eval_data is not None:
         eval_data.to_json(str(data_dir / "test.jsonl"), lines=True, force_ascii=False)
-    (job_dir / "environment.json").write_text(json.dumps(environment(), indent=1))
-    text = reproduce_text(spec, trl_arguments(spec, model_reference, args, "prepared-data", "trl-output"))
-    (job_dir / "reproduce.md").write_text(text)
+    (job_dir / jobdir.ENVIRONMENT).write_text(json.dumps(environment(), indent=1))
+    text = reproduce_text(spec, trl_arguments(spec, model_reference, args, lora, jobdir.PREPARED_DATA, "trl-output"))
+    (job_dir / jobdir.REPRODUCE).write_text(text)

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from training import jobdir
 from training.errors import UserError
 from training.hardware import cpu_has_fast_bf16
 from training.models import merge_adapters, starting_point
-from training.spec import load_spec
 
 Message = dict[str, str]
 
@@ -154,8 +154,8 @@ class ChatSession:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = inference_dtype(self.device)
         self.threads = decode_threads() if self.device == "cpu" else None
-        spec = load_spec(self.job_dir / "spec.yaml")
-        adapter_dir, model_dir = self.job_dir / "adapter", self.job_dir / "model"
+        spec = jobdir.load_job_spec(self.job_dir)
+        adapter_dir, model_dir = self.job_dir / jobdir.ADAPTER, self.job_dir / jobdir.MODEL
         if spec.method.objective == "reward":
             raise UserError(
                 f"{self.job_dir.name} is a reward model: it scores answers rather than writing them, so it cannot chat."

@@ -12,6 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from training import jobdir
+
 COMPLETE_MARKER = "COMPLETE"
 PREFIX = "checkpoint-"
 
@@ -43,13 +45,13 @@ def mark_complete(folder: Path, keep: int) -> None:
 
 def latest_complete_checkpoint(job_dir: Path) -> Path | None:
     """The newest checkpoint whose save finished, or None."""
-    complete = [p for p in checkpoint_folders(Path(job_dir) / "checkpoints") if is_complete(p)]
+    complete = [p for p in checkpoint_folders(Path(job_dir) / jobdir.CHECKPOINTS) if is_complete(p)]
     return complete[-1] if complete else None
 
 
 def remove_torn(job_dir: Path) -> list[str]:
     """Before a resume: delete half-written checkpoints (a killed save), so none is ever mistaken for one."""
-    torn = [p for p in checkpoint_folders(Path(job_dir) / "checkpoints") if not is_complete(p)]
+    torn = [p for p in checkpoint_folders(Path(job_dir) / jobdir.CHECKPOINTS) if not is_complete(p)]
     for folder in torn:
         shutil.rmtree(folder, ignore_errors=True)
     return [folder.name for folder in torn]

@@ -2,8 +2,8 @@
 
 `run_job` talks to the outside world only through `emit(event)` and asks `should_stop()` at
 every step boundary; it never touches the UI or the job record. TRL does the training; the
-functions here only translate our spec into the library objects (`to_lora_config`,
-`to_sft_config`).
+functions here translate our spec into the library objects (`to_lora_config`, `to_sft_config`), build
+the trainer, and run the evaluation after it. Workarounds for the pinned libraries live in `patches.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import trl.trainer.utils as trl_utils
 from peft import LoraConfig
 from transformers import (
     AutoModelForCausalLM,
@@ -25,21 +24,21 @@ from transformers import (
     BitsAndBytesConfig,
     TrainerCallback,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
+from training import jobdir, patches
 from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
-from training.data.load import data_summary
+from training.data.load import data_summary, load_sources
+from training.distributed import rank, world_size
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
-from training.launch import rank, world_size
 from training.model_card import model_card
 from training.models import merge_adapters, starting_point
-from training.sharding import fsdp_arguments, honour_fsdp_on_cpu, layer_classes
-from training.spec import JobSpec
+from training.sharding import fsdp_arguments, layer_classes
+from training.spec import JobSpec, target_module_names
 
 EVAL_ROWS, EVAL_SAMPLES = 50, 3  # enough to tell, small enough to take about a minute on a CPU
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -50,17 +49,11 @@ def to_lora_config(spec: JobSpec):
     method = spec.method
     if method.type == "full":
         return None
-    if method.target_modules == "all-linear":
-        targets: str | list[str] = "all-linear"
-    elif method.target_modules == "attention":
-        targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    else:
-        targets = method.target_modules.split(",")
     return LoraConfig(
         r=method.lora_r,
         lora_alpha=method.lora_alpha,
         lora_dropout=method.lora_dropout,
-        target_modules=targets,
+        target_modules=target_module_names(method.target_modules),
         use_dora=method.use_dora,
         use_rslora=method.use_rslora,
         # A reward model is a sequence classifier: PEFT then also trains and saves its score head
@@ -178,14 +171,14 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
     """The TRL trainer for the spec's objective, over a loaded model (see `load_model`)."""
     objective = spec.method.objective
     if objective == "sft":
-        score_only_labelled_positions()
-    unpack_4bit_inference_layout(model)
+        patches.score_only_labelled_positions()
+    patches.unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
     sharding = None
     if is_sharded(spec):
         sharding = fsdp_arguments(layer_classes(model), checkpointing)
         if plan.device == "cpu":
-            honour_fsdp_on_cpu()
+            patches.honour_fsdp_on_cpu()
     trainer = TRAINER_FOR[objective](
         model=model,
         args=CONFIG_FOR[objective](spec, plan, output_dir, checkpointing, eval_data is not None, sharding),
@@ -195,63 +188,13 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         peft_config=to_lora_config(spec),
         callbacks=callbacks,
     )
-    reproducible_length_grouping(trainer, spec.hyperparameters.seed)
+    patches.reproducible_length_grouping(trainer, spec.hyperparameters.seed)
     return trainer
 
 
 def is_sharded(spec: JobSpec) -> bool:
     """FSDP applies when the spec asks for it and the job really runs over several processes."""
     return spec.hyperparameters.distributed == "fsdp" and world_size() > 1
-
-
-def reproducible_length_grouping(trainer, seed: int) -> None:
-    """Make length-grouped batches come in the same order after a resume.
-
-    transformers (5.23) builds the training LengthGroupedSampler without a generator, so each
-    epoch's order comes from the global RNG at the moment the epoch starts, which a resumed run
-    does not reproduce: after a resume in the second epoch the losses differed by up to 28% from
-    the uninterrupted run (tests/test_kill_resume.py). The Trainer calls `set_epoch` on the
-    sampler at every epoch start, resumed or not; we give the sampler one that seeds its own
-    generator with (seed, epoch). Remove once transformers seeds it.
-    """
-    make_sampler = trainer._get_train_sampler
-
-    def seeded_sampler(*args, **kwargs):
-        sampler = make_sampler(*args, **kwargs)
-        if isinstance(sampler, LengthGroupedSampler):
-
-            def set_epoch(epoch: int) -> None:
-                sampler.generator = torch.Generator().manual_seed(seed + epoch)
-
-            sampler.set_epoch = set_epoch
-            set_epoch(0)
-        return sampler
-
-    trainer._get_train_sampler = seeded_sampler
-
-
-def unpack_4bit_inference_layout(model) -> int:
-    """Undo bitsandbytes' CPU inference repacking of 4-bit weights, so training sees the real weights.
-
-    On CPUs with AVX-512 BF16, a no-grad forward in eval mode (any `generate`) rewrites each
-    Linear4bit weight into a packed layout for fast inference; training on top of that layout runs
-    but learns much worse (measured: loss 3.38 -> 2.00 instead of -> 1.31 over 6 steps). Our
-    engine loads a fresh model per job, but anything that generates
-    before training (a baseline sample, a calibration run) would hit this, so the layout is
-    checked here, on the way into every trainer. Returns how many layers were unpacked.
-    """
-    unpacked = 0
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        state = getattr(weight, "quant_state", None)
-        if state is not None and getattr(state, "packing_format_for_cpu", False):
-            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-
-            # The same call bitsandbytes makes itself before moving or saving such a weight
-            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
-            module.quant_state = weight.quant_state
-            unpacked += 1
-    return unpacked
 
 
 def qlora_compute_dtype(spec: JobSpec, plan: Plan) -> str:
@@ -336,26 +279,6 @@ def _maybe_float(value) -> float | None:
     return None if value is None else float(value)
 
 
-def score_only_labelled_positions() -> None:
-    """Make TRL's fused LM head skip prompt and padding positions on the CPU too.
-
-    TRL (1.16, `add_fused_lm_head`) projects only positions with a label through the 49k-wide LM
-    head on Triton devices, but every position elsewhere, so that Neuron compiles one shape. On
-    the CPU that spends most of the head's work (and an fp32 matmul in its backward) on prompt
-    and padding tokens whose loss is masked anyway; it was a third of each step here. The loss
-    is identical (tests/test_engine.py checks). Remove once TRL compacts on every device.
-    """
-    original = trl_utils._use_triton
-    if getattr(original, "lathe_patched", False):
-        return
-
-    def compact_on_cpu(device) -> bool:
-        return device.type == "cpu" or original(device)
-
-    compact_on_cpu.lathe_patched = True
-    trl_utils._use_triton = compact_on_cpu
-
-
 def evaluate_after_training(spec: JobSpec, job_dir: Path, token: str | None, emit, should_stop) -> None:
     """Base vs tuned on the held-out rows (eval.json). A failure here costs the evaluation, not the job, and
     Stop ends it between rows (the JobManager would otherwise kill the worker after its grace period)."""
@@ -401,11 +324,13 @@ def run_job(
 
     objective = spec.method.objective
     emit(Status(phase="preparing_data"))
-    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective, token)
+    sources = load_sources(spec.data, objective, token)  # read once: the datasets and data.json both come from it
+    train_data, eval_data = build_datasets(spec.data, spec.hyperparameters.seed, objective, token, sources)
     emit(Log(message=f"data: {len(train_data)} training rows, {len(eval_data) if eval_data else 0} validation rows"))
     # The data's fingerprint, format and label set stay with the job (results are scored against the labels)
     if rank() == 0:
-        (job_dir / "data.json").write_text(json.dumps(data_summary(spec.data, objective, token), indent=1))
+        summary = data_summary(spec.data, objective, token, sources)
+        (job_dir / jobdir.DATA_SUMMARY).write_text(json.dumps(summary, indent=1))
 
     emit(Status(phase="loading_model", detail=spec.model.name_or_path))
     model, tokenizer = load_model(spec, plan, token)
@@ -418,11 +343,14 @@ def run_job(
     )
 
     # TensorBoard files go into the job folder, beside our own event log
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / jobdir.TENSORBOARD)
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
-    trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
+    trainer = build_trainer(
+        spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS
+    )
     if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
-        write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, train_data, eval_data)
+        lora = getattr(trainer.model, "peft_config", {}).get("default")  # the LoraConfig the trainer applied
+        write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, lora, train_data, eval_data)
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None
     if resume and rank() == 0 and (torn := remove_torn(job_dir)):
         emit(Log(message=f"removed half-written checkpoints from the interrupted run: {', '.join(torn)}"))
@@ -441,21 +369,21 @@ def run_job(
             "broken rows in the data. Nothing from this step was saved; earlier checkpoints are kept."
         )
     emit(Status(phase="saving"))
-    output_dir = job_dir / ("model" if spec.method.type == "full" else "adapter")
+    output_dir = job_dir / (jobdir.MODEL if spec.method.type == "full" else jobdir.ADAPTER)
     trainer.save_model(str(output_dir))  # the Trainer writes from rank 0 only
     if rank() != 0:
         return
     tokenizer.save_pretrained(str(output_dir))
     if spec.output.merge_adapter:
         merged = trainer.model.merge_and_unload()  # after save_model: merging first would empty the adapter
-        merged.save_pretrained(str(job_dir / "model"))
-        tokenizer.save_pretrained(str(job_dir / "model"))
+        merged.save_pretrained(str(job_dir / jobdir.MODEL))
+        tokenizer.save_pretrained(str(job_dir / jobdir.MODEL))
     final_loss = result.training_loss if math.isfinite(result.training_loss) else None
     if spec.output.evaluate and not callback.stopped_early and objective != "reward":
         del trainer, model  # the evaluation loads the saved model; free the training copy first
         evaluate_after_training(spec, job_dir, token, emit, should_stop)
-    if (job_dir / "spec.yaml").is_file():  # the model card, with the evaluation's numbers when there are any
-        (job_dir / "README.md").write_text(model_card(job_dir, merged=spec.method.type == "full"))
+    if jobdir.is_job_dir(job_dir):  # the model card, with the evaluation's numbers when there are any
+        (job_dir / jobdir.MODEL_CARD).write_text(model_card(job_dir, merged=spec.method.type == "full"))
     emit(
         Finished(
             output_dir=str(output_dir),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from training import jobdir
 from training.sizes import ModelShape
 from training.spec import JobSpec, sharding_problems
 
@@ -310,16 +311,21 @@ def measure_speed(manager, spec: JobSpec, token: str | None = None, timeout: flo
     from training.errors import UserError
 
     probe = spec.with_overrides(
-        {"name": f"{spec.name}-measure", "hyperparameters.max_steps": MEASURE_STEPS, "output.merge_adapter": False}
+        {
+            "name": f"{spec.name}-measure",
+            "hyperparameters.max_steps": MEASURE_STEPS,
+            "output.merge_adapter": False,
+            "output.evaluate": False,  # only the steps' speed is wanted: the evaluation would add minutes
+        }
     )
     job_dir = Path(tempfile.mkdtemp(prefix="lathe-measure-"))
     try:
         job_id = manager.start(probe, secrets={"HF_TOKEN": token} if token else None, job_dir=job_dir)
         snapshot = manager.wait(job_id, timeout=timeout)
-        if snapshot.state != "completed":
+        if snapshot.state != jobdir.COMPLETED:
             manager.stop(job_id)
             raise UserError(f"The measuring run did not finish ({snapshot.state}): {snapshot.message}".strip())
-        records = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines() if line]
+        records = [json.loads(line) for line in (job_dir / jobdir.EVENTS).read_text().splitlines() if line]
         rates = [r["tokens_per_second"] for r in records if r["type"] == "progress" and r["step"] > 1]
         if not rates:
             raise UserError("The measuring run logged no speed; try again.")

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training import jobdir
 from training.data.load import train_and_validation_rows
 from training.errors import UserError
 from training.export import load_job_spec
@@ -78,7 +79,7 @@ def held_out_rows(spec, token: str | None) -> tuple[list[dict], str]:
 
 def job_task(job_dir: Path) -> str:
     """The task the data was read as (data.json, saved when training started); chat if unknown."""
-    summary = job_dir / "data.json"
+    summary = job_dir / jobdir.DATA_SUMMARY
     if summary.is_file():
         return json.loads(summary.read_text())["sources"][0].get("task") or "chat"
     return "chat"
@@ -87,7 +88,7 @@ def job_task(job_dir: Path) -> str:
 def job_labels(job_dir: Path) -> list[str]:
     """A classifier's label set as training saw it (data.json), so a label missing from the held-out
     rows still counts as a possible prediction."""
-    summary = job_dir / "data.json"
+    summary = job_dir / jobdir.DATA_SUMMARY
     return list(json.loads(summary.read_text())["sources"][0].get("labels") or {}) if summary.is_file() else []
 
 
@@ -230,7 +231,7 @@ def evaluate_session(
         {"prompt": _question(row), "reference": _reference(row), "base": base, "tuned": tuned}
         for row, base, tuned in zip(scored[:samples], answers["base"], answers["tuned"], strict=False)
     ]
-    (job_dir / "eval.json").write_text(json.dumps(report.to_dict(), indent=1))
+    (job_dir / jobdir.EVALUATION).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
 
@@ -253,7 +254,7 @@ def evaluate_job(
 
 
 def read_report(job_dir: Path) -> EvalReport | None:
-    path = Path(job_dir) / "eval.json"
+    path = Path(job_dir) / jobdir.EVALUATION
     if not path.is_file():
         return None
     return EvalReport(**json.loads(path.read_text()))

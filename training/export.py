@@ -17,17 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from training import jobdir
 from training.errors import UserError
+from training.jobdir import load_job_spec
 from training.models import merge_adapters, starting_point
-from training.spec import JobSpec, load_spec
 
 ANSWER_MARK = "Lathe-end-of-turn-probe"  # an answer text no template changes, to find what follows it
-
-
-def load_job_spec(job_dir: Path) -> JobSpec:
-    if not (job_dir / "spec.yaml").is_file():
-        raise UserError(f"{job_dir} is not a job folder (it has no spec.yaml). Give a job's folder, e.g. jobs/<name>.")
-    return load_spec(job_dir / "spec.yaml")
 
 
 def _fresh_folder(out_dir: Path) -> Path:
@@ -42,8 +37,8 @@ def _write_companions(job_dir: Path, out_dir: Path, merged: bool) -> None:
     """The model card and the spec travel with the weights, so the folder explains itself."""
     from training.model_card import model_card
 
-    (out_dir / "README.md").write_text(model_card(job_dir, merged=merged))
-    shutil.copyfile(job_dir / "spec.yaml", out_dir / "lathe-spec.yaml")
+    (out_dir / jobdir.MODEL_CARD).write_text(model_card(job_dir, merged=merged))
+    shutil.copyfile(jobdir.spec_file(job_dir), out_dir / "lathe-spec.yaml")
 
 
 def export_adapter(job_dir: Path, out_dir: Path) -> Path:
@@ -52,8 +47,8 @@ def export_adapter(job_dir: Path, out_dir: Path) -> Path:
     spec = load_job_spec(job_dir)
     if spec.method.objective == "reward":
         raise UserError(f"{job_dir.name} is a reward model; export it with --merged to get a standalone scorer.")
-    if not (job_dir / "adapter" / "adapter_config.json").is_file():
-        what = "a full fine-tune: its model is already merged" if (job_dir / "model").is_dir() else "not finished"
+    if not jobdir.has_adapter(job_dir):
+        what = "a full fine-tune: its model is already merged" if (job_dir / jobdir.MODEL).is_dir() else "not finished"
         raise UserError(f"{job_dir.name} has no adapter ({what}). Use --merged to export the whole model.")
     if spec.model.start_from_job:
         raise UserError(
@@ -61,7 +56,7 @@ def export_adapter(job_dir: Path, out_dir: Path) -> Path:
             "over that job's weights. Export with --merged to get one model that holds both."
         )
     out_dir = _fresh_folder(out_dir)
-    shutil.copytree(job_dir / "adapter", out_dir, dirs_exist_ok=True)
+    shutil.copytree(job_dir / jobdir.ADAPTER, out_dir, dirs_exist_ok=True)
     _write_companions(job_dir, out_dir, merged=False)
     return out_dir
 
@@ -99,7 +94,7 @@ def export_merged(job_dir: Path, out_dir: Path, token: str | None = None) -> Pat
 
     job_dir = Path(job_dir)
     spec = load_job_spec(job_dir)
-    adapter_dir, model_dir = job_dir / "adapter", job_dir / "model"
+    adapter_dir, model_dir = job_dir / jobdir.ADAPTER, job_dir / jobdir.MODEL
     if not (adapter_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
         raise UserError(f"{job_dir.name} has no adapter/ or model/ yet. Let it finish, or resume it first.")
     out_dir = _fresh_folder(out_dir)

@@ -10,23 +10,18 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2  # huggingface_hub 2.x talks HTTP through httpx2: network failures arrive as its TransportError
 from huggingface_hub import HfApi
 from huggingface_hub.errors import (
-    DisabledRepoError,
-    GatedRepoError,
-    HfHubHTTPError,
     HFValidationError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
 
-from training.redact import MASK, redact
+from training import hub_errors
+from training.hub_errors import HubFailure, classify_hub_error
+from training.redact import redact_with
 from training.spec import EMBEDDED_MODEL
 
 logger = logging.getLogger(__name__)
@@ -76,17 +71,16 @@ def check_access(model: str, token: str | None, endpoint: str | None = None, tim
     result = _with_deadline(lambda: _ask_hub(model, token, endpoint, timeout), timeout)
     if result is None:
         result = AccessCheck(False, UNREACHABLE.format(detail=f" (no answer within {timeout:g} s)"))
-    result = AccessCheck(result.ok, _redact(result.message, token), result.user, result.gated)
+    result = AccessCheck(result.ok, redact_with(result.message, token), result.user, result.gated)
     logger.info("Hub access check for %s: %s", model, result.message)
     return result
 
 
 def describe_hub_error(exc: BaseException, model: str, token_given: bool, user: str | None = None) -> AccessCheck:
-    """Explain a Hub failure in plain words. transformers and huggingface_hub wrap errors, so walk the chain."""
-    for link in exception_chain(exc):
-        found = _describe_one(link, model, token_given, user)
-        if found is not None:
-            return found
+    """Explain a Hub failure in plain words, naming the field to fix (token or model)."""
+    found = _describe(classify_hub_error(exc), model, token_given, user)
+    if found is not None:
+        return found
     # Only the class name: an unknown error's text might quote request headers.
     return AccessCheck(
         False,
@@ -118,16 +112,16 @@ def _ask_hub(model: str, token: str | None, endpoint: str | None, timeout: float
     return AccessCheck(True, f"{model} is public: it downloads without a token.")
 
 
-def _describe_one(exc: BaseException, model: str, token_given: bool, user: str | None) -> AccessCheck | None:
+def _describe(failure: HubFailure, model: str, token_given: bool, user: str | None) -> AccessCheck | None:
     page = f"{HUB_URL}/{model}"
-    if isinstance(exc, OfflineModeIsEnabled):  # a ConnectionError too, so it goes first
+    if failure.kind == hub_errors.OFFLINE:
         return AccessCheck(
             False,
             "Hub access is switched off on this machine (HF_HUB_OFFLINE=1). "
             "Unset it to use Hub models, or use the embedded model or a local folder.",
         )
-    if isinstance(exc, GatedRepoError):  # a RepositoryNotFoundError too, so it goes first
-        if not token_given or exc.response.status_code == 401:
+    if failure.kind == hub_errors.GATED:
+        if not token_given or failure.status == 401:
             return AccessCheck(
                 False,
                 f"token: {model} is gated, so it needs a Hugging Face token. Create a read token at {TOKENS_URL}, "
@@ -141,7 +135,7 @@ def _describe_one(exc: BaseException, model: str, token_given: bool, user: str |
             user=user,
             gated=True,
         )
-    if isinstance(exc, RepositoryNotFoundError):
+    if failure.kind == hub_errors.NOT_FOUND:
         tail = (
             "if it is private, make sure your token can read it." if token_given else "a private model needs a token."
         )
@@ -150,13 +144,13 @@ def _describe_one(exc: BaseException, model: str, token_given: bool, user: str |
             f"model: {model} was not found on the Hugging Face Hub. Check the spelling (org/name); {tail}",
             user=user,
         )
-    if isinstance(exc, DisabledRepoError):
+    if failure.kind == hub_errors.DISABLED:
         return AccessCheck(False, f"model: {model} has been disabled on the Hub. Pick another model.", user=user)
-    if isinstance(exc, HfHubHTTPError):
-        return _describe_status(exc.response.status_code, model, user)
-    if isinstance(exc, httpx2.TransportError | ConnectionError | TimeoutError):
+    if failure.kind == hub_errors.HTTP:
+        return _describe_status(failure.status, model, user)
+    if failure.kind == hub_errors.UNREACHABLE:
         return AccessCheck(False, UNREACHABLE.format(detail=""))
-    if isinstance(exc, HFValidationError):
+    if failure.kind == hub_errors.INVALID_ID:
         return AccessCheck(False, f"model: {model} is not a Hub id. Give a Hub id like Qwen/Qwen2.5-0.5B-Instruct.")
     return None
 
@@ -183,16 +177,6 @@ def _describe_status(status: int, model: str, user: str | None) -> AccessCheck:
     )
 
 
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """An exception and its causes, outermost first (libraries wrap the Hub's errors)."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
-
-
 def _with_deadline(call, timeout: float) -> AccessCheck | None:
     """Run `call` with an overall deadline; None when it ran out.
 
@@ -205,9 +189,3 @@ def _with_deadline(call, timeout: float) -> AccessCheck | None:
     worker.start()
     worker.join(timeout)
     return box[0] if box else None
-
-
-def _redact(text: str, token: str | None) -> str:
-    # Belt and braces: our sentences never quote the token, but a person may paste it into the model field.
-    # The token itself first (it may be neither token-shaped nor registered), then every known secret.
-    return redact(text.replace(token, MASK) if token else text)

@@ -1,7 +1,7 @@
 """JobManager: start workers, watch them from a background thread, stop them.
 
 Each job is a folder under the jobs directory. A supervisor thread per running job tails the
-worker's events.jsonl into an in-memory `JobSnapshot` that the UI and the CLI read; the truth
+worker's event log into an in-memory `JobSnapshot` that the UI and the CLI read; the truth
 stays on disk, so closing the browser (or the CLI) never slows or stops training.
 """
 
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import psutil
 
+from training import jobdir
 from training.checkpoints import latest_complete_checkpoint, step_of
+from training.distributed import worker_command
 from training.errors import UserError
 from training.events import Log, parse_event
-from training.launch import worker_command
+from training.jobdir import ACTIVE_STATES, FINAL_STATES, read_status, write_status
 from training.redact import redact
-from training.spec import JobSpec, load_spec
-from training.worker import STOP_FILE, read_status, write_status
+from training.spec import JobSpec
 
 logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,6 @@ POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60.0  # a step plus a checkpoint save; then SIGTERM, then SIGKILL
 KILL_AFTER_TERM_SECONDS = 15.0
 LOG_TAIL = 200
-FINAL_STATES = {"completed", "stopped", "failed", "interrupted"}
 HEARTBEAT_STALE_SECONDS = 30.0
 INTERRUPTED = (
     "The app or the machine stopped while this job was running, and its training process is gone. "
@@ -48,7 +48,7 @@ class JobSnapshot:
 
     job_id: str
     job_dir: str
-    state: str = "queued"  # queued, running, completed, stopped, failed
+    state: str = jobdir.QUEUED  # one of jobdir's states
     phase: str = ""
     step: int = 0
     total_steps: int = 0
@@ -79,12 +79,12 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
     """Fold one event record into the snapshot (pure, so it is easy to test)."""
     kind = record["type"]
     if kind == "status":
-        return replace(snapshot, state="running", phase=record["phase"], message="", hint="")
+        return replace(snapshot, state=jobdir.RUNNING, phase=record["phase"], message="", hint="")
     if kind == "progress":
         step = record["step"]
         return replace(
             snapshot,
-            state="running",
+            state=jobdir.RUNNING,
             step=step,
             total_steps=record["total_steps"],
             epoch=record["epoch"],
@@ -100,11 +100,11 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
     if kind == "log":  # masked again on reading: a job folder may come from another program or an older Lathe
         return replace(snapshot, logs=(snapshot.logs + (redact(record["message"]),))[-LOG_TAIL:])
     if kind == "finished":
-        state = "stopped" if record.get("stopped_early") else "completed"
+        state = jobdir.STOPPED if record.get("stopped_early") else jobdir.COMPLETED
         return replace(snapshot, state=state, phase="done", output_dir=record["output_dir"], eta_seconds=0.0)
     if kind == "failed":
         message, hint = redact(record["message"]), redact(record.get("hint", ""))
-        return replace(snapshot, state="failed", phase="done", message=message, hint=hint)
+        return replace(snapshot, state=jobdir.FAILED, phase="done", message=message, hint=hint)
     return snapshot
 
 
@@ -131,7 +131,7 @@ def resume_hint(job_dir: Path) -> str:
     where = f"from step {step_of(checkpoint)}" if checkpoint else "from the beginning (no checkpoint was saved yet)"
     return (
         f"Resume continues {where}. If memory ran out, try a smaller batch size with more gradient accumulation, "
-        "a shorter context length, gradient checkpointing on, or QLoRA. Details are in worker.log."
+        f"a shorter context length, gradient checkpointing on, or QLoRA. Details are in {jobdir.WORKER_LOG}."
     )
 
 
@@ -145,9 +145,9 @@ def record_stop_request(job_dir: Path, requested_by: str | None) -> None:
     when = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     # One line, whatever a username holds: no forged log lines
     line = redact(" ".join(f"stop requested {requested_by} at {when}".split()))
-    with open(job_dir / "events.jsonl", "a", encoding="utf-8") as events:
+    with open(job_dir / jobdir.EVENTS, "a", encoding="utf-8") as events:
         events.write(Log(message=line).to_json() + "\n")
-    with open(job_dir / "worker.log", "a", encoding="utf-8") as log:
+    with open(job_dir / jobdir.WORKER_LOG, "a", encoding="utf-8") as log:
         log.write(line + "\n")
     logger.info("%s: %s", job_dir.name, line)
 
@@ -187,6 +187,7 @@ class _Job:
     order: int = 0
     secrets: dict[str, str] = field(default_factory=dict)  # held in memory only until the worker starts
     resume: bool = False
+    spec: JobSpec | None = None  # the spec start() was given, kept so the worker's command needs no re-parse
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -203,14 +204,14 @@ class JobManager:
         """On start-up: re-attach to workers still training, mark the ones that died as interrupted."""
         for job_dir in self.jobs_dir.iterdir():
             status = read_status(job_dir)
-            if status.get("state") not in ("queued", "running"):
+            if status.get("state") not in ACTIVE_STATES:
                 continue
             fresh = time.time() - status.get("heartbeat", 0) < HEARTBEAT_STALE_SECONDS
             pid, started = status.get("pid"), status.get("process_started")
-            if status["state"] == "running" and fresh and worker_alive(pid, started):
+            if status["state"] == jobdir.RUNNING and fresh and worker_alive(pid, started):
                 self._attach(job_dir, _AttachedWorker(pid, started))
             else:  # never started, or its process is gone (a reused pid never matches the start time)
-                write_status(job_dir, state="interrupted", ended_at=time.time(), message=INTERRUPTED)
+                write_status(job_dir, state=jobdir.INTERRUPTED, ended_at=time.time(), message=INTERRUPTED)
 
     def _attach(self, job_dir: Path, worker: _AttachedWorker) -> None:
         job = _Job(snapshot=JobSnapshot(job_id=job_dir.name, job_dir=str(job_dir)), process=worker)
@@ -249,31 +250,31 @@ class JobManager:
             )
         job_dir = Path(job_dir).resolve() if job_dir else self.new_job_dir(spec)
         job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "spec.yaml").write_text(spec.to_yaml())  # the spec holds no secrets by design
-        write_status(job_dir, state="queued", created_at=time.time())
-        return self._queue(job_dir, secrets, resume=False)
+        jobdir.spec_file(job_dir).write_text(spec.to_yaml())  # the spec holds no secrets by design
+        write_status(job_dir, state=jobdir.QUEUED, created_at=time.time())
+        return self._queue(job_dir, secrets, resume=False, spec=spec)
 
     def resume(self, job_id: str, secrets: dict[str, str] | None = None) -> str:
         """Continue a stopped, failed or interrupted job from its newest complete checkpoint."""
         job_dir = self.jobs_dir / job_id
-        if not (job_dir / "spec.yaml").is_file():
+        if not jobdir.is_job_dir(job_dir):
             raise UserError(f"There is no job called {job_id} in {self.jobs_dir}.")
         with self._lock:
             job = self._jobs.get(job_id)
-        if (job and not job.done.is_set()) or (not job and read_status(job_dir).get("state") == "running"):
+        if (job and not job.done.is_set()) or (not job and read_status(job_dir).get("state") == jobdir.RUNNING):
             raise UserError(f"{job_id} is still running; stop it before resuming it.")
-        (job_dir / STOP_FILE).unlink(missing_ok=True)  # the old stop request must not end the new run
-        write_status(job_dir, state="queued", resumed_at=time.time())
+        jobdir.clear_stop(job_dir)  # the old stop request must not end the new run
+        write_status(job_dir, state=jobdir.QUEUED, resumed_at=time.time())
         return self._queue(job_dir, secrets, resume=True)
 
-    def _queue(self, job_dir: Path, secrets: dict[str, str] | None, resume: bool) -> str:
+    def _queue(self, job_dir: Path, secrets: dict[str, str] | None, resume: bool, spec: JobSpec | None = None) -> str:
         job_id = job_dir.name
         snapshot = JobSnapshot(job_id=job_id, job_dir=str(job_dir), phase="waiting for its turn")
-        job = _Job(snapshot=snapshot, secrets=dict(secrets or {}), resume=resume)
+        job = _Job(snapshot=snapshot, secrets=dict(secrets or {}), resume=resume, spec=spec)
         if resume:
             # Keep the curve so far, but not the old ending: watchers must wait for the new run's
             self._read_events(job)
-            job.snapshot = replace(job.snapshot, state="queued", phase="waiting for its turn", message="", hint="")
+            job.snapshot = replace(job.snapshot, state=jobdir.QUEUED, phase="waiting for its turn", message="", hint="")
         job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"supervise-{job_id}", daemon=True)
         with self._lock:
             job.order = max((j.order for j in self._jobs.values()), default=-1) + 1
@@ -315,9 +316,8 @@ class JobManager:
         if job.secrets.get("HF_TOKEN"):
             env["HF_TOKEN"] = job.secrets["HF_TOKEN"]  # environment only: argv is visible to every user via ps
         job.secrets = {}  # the worker has it now; keep no copy here
-        spec = load_spec(job_dir / "spec.yaml")
-        command = worker_command(spec, job_dir, job.resume)
-        with open(job_dir / "worker.log", "ab") as log:
+        command = worker_command(job.spec or jobdir.load_job_spec(job_dir), job_dir, job.resume)
+        with open(job_dir / jobdir.WORKER_LOG, "ab") as log:
             return subprocess.Popen(
                 command,
                 cwd=PROJECT_ROOT,
@@ -346,13 +346,13 @@ class JobManager:
 
     def list_jobs(self) -> list[str]:
         """Every job folder, newest first."""
-        folders = [p for p in self.jobs_dir.iterdir() if (p / "spec.yaml").is_file()]
+        folders = [p for p in self.jobs_dir.iterdir() if jobdir.is_job_dir(p)]
         return [p.name for p in sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)]
 
     def _load_finished(self, job_id: str) -> _Job:
         """A job from an earlier run of the app: replay its events from disk."""
         job_dir = self.jobs_dir / job_id
-        if not (job_dir / "spec.yaml").is_file():
+        if not jobdir.is_job_dir(job_dir):
             raise KeyError(f"no job called {job_id} in {self.jobs_dir}")
         job = _Job(snapshot=JobSnapshot(job_id=job_id, job_dir=str(job_dir)))
         self._read_events(job)
@@ -372,8 +372,8 @@ class JobManager:
             job.process = self._spawn(job)
         except (OSError, UserError, ValueError) as error:  # e.g. an unreadable spec: fail, never hang queued
             message = redact(f"The training process could not be started: {error}")
-            job.snapshot = replace(job.snapshot, state="failed", phase="done", message=message)
-            write_status(Path(job.snapshot.job_dir), state="failed", ended_at=time.time(), message=message)
+            job.snapshot = replace(job.snapshot, state=jobdir.FAILED, phase="done", message=message)
+            write_status(Path(job.snapshot.job_dir), state=jobdir.FAILED, ended_at=time.time(), message=message)
             job.done.set()
             return
         self._watch(job)
@@ -391,7 +391,7 @@ class JobManager:
             time.sleep(POLL_SECONDS)
 
     def _read_events(self, job: _Job) -> None:
-        path = Path(job.snapshot.job_dir) / "events.jsonl"
+        path = Path(job.snapshot.job_dir) / jobdir.EVENTS
         try:
             with path.open("rb") as events:
                 events.seek(job.offset)
@@ -412,17 +412,19 @@ class JobManager:
         snapshot = job.snapshot
         if snapshot.state not in FINAL_STATES:
             # The worker died without a word: killed, or crashed hard (segfault, OOM killer).
-            state, message, hint = "failed", died_message(code), resume_hint(Path(snapshot.job_dir))
+            state, message, hint = jobdir.FAILED, died_message(code), resume_hint(Path(snapshot.job_dir))
             if isinstance(job.process, _AttachedWorker):
-                state, message, hint = "interrupted", INTERRUPTED, ""
+                state, message, hint = jobdir.INTERRUPTED, INTERRUPTED, ""
             snapshot = replace(snapshot, state=state, phase="done", message=message, hint=hint)
             write_status(Path(snapshot.job_dir), state=state, ended_at=time.time(), message=message, hint=hint)
         job.snapshot = snapshot
         job.done.set()
 
     def _finish_unstarted(self, job: _Job) -> None:
-        job.snapshot = replace(job.snapshot, state="stopped", phase="done", message="Stopped before it started.")
-        write_status(Path(job.snapshot.job_dir), state="stopped", ended_at=time.time(), message=job.snapshot.message)
+        job.snapshot = replace(job.snapshot, state=jobdir.STOPPED, phase="done", message="Stopped before it started.")
+        write_status(
+            Path(job.snapshot.job_dir), state=jobdir.STOPPED, ended_at=time.time(), message=job.snapshot.message
+        )
         job.done.set()
 
     # ---- stopping ----------------------------------------------------------------------------
@@ -438,14 +440,14 @@ class JobManager:
         if job is None:
             # Started elsewhere (the CLI, an earlier run of the app): the cooperative stop still works
             job_dir = self.jobs_dir / job_id
-            if read_status(job_dir).get("state") in ("queued", "running"):
+            if read_status(job_dir).get("state") in ACTIVE_STATES:
                 record_stop_request(job_dir, requested_by)
-                (job_dir / STOP_FILE).touch()
+                jobdir.request_stop(job_dir)
             return
         if job.done.is_set():
             return
         record_stop_request(Path(job.snapshot.job_dir), requested_by)
-        (Path(job.snapshot.job_dir) / STOP_FILE).touch()
+        jobdir.request_stop(job.snapshot.job_dir)
         job.snapshot = replace(job.snapshot, stop_requested=True)
         job.stop_deadline = time.monotonic() + grace_seconds
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from training import jobdir
 from training.data.load import HUB_PREFIX
 from training.events import parse_event
-from training.spec import EMBEDDED_MODEL, JobSpec, load_spec
+from training.spec import EMBEDDED_MODEL, JobSpec
 
 # The embedded model is this Hub model, read from a 4-bit GGUF copy and de-quantised
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -34,7 +35,7 @@ def licence_of(spec: JobSpec) -> str:
 def final_metrics(job_dir: Path) -> dict[str, float]:
     """The last training loss, the last validation loss, and the evaluation's scores, where there are any."""
     metrics: dict[str, float] = {}
-    events = job_dir / "events.jsonl"
+    events = job_dir / jobdir.EVENTS
     for line in events.read_text().splitlines() if events.is_file() else []:
         record = parse_event(line)
         if record is None:
@@ -45,7 +46,7 @@ def final_metrics(job_dir: Path) -> dict[str, float]:
             metrics["eval_loss"] = record["eval_loss"]
         elif record["type"] == "finished" and record.get("final_loss") is not None:
             metrics["mean_train_loss"] = record["final_loss"]
-    evaluation = job_dir / "eval.json"
+    evaluation = job_dir / jobdir.EVALUATION
     if evaluation.is_file():
         report = json.loads(evaluation.read_text())
         for side in ("base", "tuned"):
@@ -75,7 +76,7 @@ def _settings_table(spec: JobSpec) -> str:
 
 
 def _data_lines(job_dir: Path) -> list[str]:
-    summary = job_dir / "data.json"
+    summary = job_dir / jobdir.DATA_SUMMARY
     if not summary.is_file():
         return ["(the data summary was not saved)"]
     lines = []
@@ -117,7 +118,7 @@ def model_card(job_dir: Path, merged: bool = False, location: str = "path/to/thi
     from huggingface_hub import ModelCardData
 
     job_dir = Path(job_dir)
-    spec = load_spec(job_dir / "spec.yaml")
+    spec = jobdir.load_job_spec(job_dir)
     adapter = not merged and spec.method.type != "full"
     sources = [spec.data.source, *spec.data.mix_in]
     metrics = final_metrics(job_dir)

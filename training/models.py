@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from training import jobdir
 from training.errors import UserError
 from training.spec import EMBEDDED_MODEL
 
@@ -93,15 +94,11 @@ def starting_point(spec) -> tuple[str, list[Path]]:
     `model.start_from_job` chains jobs (SFT, then DPO on top): a full fine-tune or merged job is
     loaded as it is; an adapter job is its own starting point plus its adapter.
     """
-    from training.spec import load_spec
-
     if not spec.model.start_from_job:
         return resolve_model(spec.model.name_or_path), []
     job_dir = Path(spec.model.start_from_job).expanduser()
     field = "model.start_from_job"
-    if not (job_dir / "spec.yaml").is_file():
-        raise UserError(f"{field}: {job_dir} is not a job folder (no spec.yaml). Pick a finished job's folder.")
-    earlier = load_spec(job_dir / "spec.yaml")
+    earlier = jobdir.load_job_spec(job_dir, field, hint="Pick a finished job's folder.")
     if earlier.model.name_or_path != spec.model.name_or_path:
         raise UserError(
             f"{field}: {job_dir.name} fine-tuned {earlier.model.name_or_path}, but model.name_or_path is "
@@ -109,12 +106,12 @@ def starting_point(spec) -> tuple[str, list[Path]]:
         )
     if earlier.method.objective == "reward":
         raise UserError(f"{field}: {job_dir.name} is a reward model, which scores text. Start from an sft or dpo job.")
-    if (job_dir / "model" / "config.json").is_file():
-        return str(job_dir / "model"), []
-    if not (job_dir / "adapter").is_dir():
+    if jobdir.has_full_model(job_dir):
+        return str(job_dir / jobdir.MODEL), []
+    if not (job_dir / jobdir.ADAPTER).is_dir():
         raise UserError(f"{field}: {job_dir.name} has no adapter/ or model/ yet. Let it finish, or pick another job.")
     reference, adapters = starting_point(earlier)
-    return reference, [*adapters, job_dir / "adapter"]
+    return reference, [*adapters, job_dir / jobdir.ADAPTER]
 
 
 def merge_adapters(model, adapters: list[Path]):

@@ -12,7 +12,6 @@ field and the fix, so a client library raises its usual exception with our messa
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import socket
@@ -26,7 +25,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from training import jobdir
 from training.errors import UserError
+from training.network import is_loopback
 
 log = logging.getLogger("lathe.api")
 
@@ -144,15 +145,6 @@ def check_supported(request: ChatRequest) -> None:
         value = (request.model_extra or {}).get(name)
         if value not in off_values:
             raise ApiError(400, f"{name}: this server does not support {name!r} yet; leave it out.", param=name)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name that may resolve to any interface: treat it as exposed
 
 
 def check_exposure(host: str, api_key: str | None) -> None:
@@ -398,10 +390,7 @@ def model_id_for(job_dir: Path, tuned: bool) -> str:
 
 
 def job_folder(job_dir: str | Path) -> Path:
-    job_dir = Path(job_dir).resolve()
-    if not (job_dir / "spec.yaml").is_file():
-        raise UserError(f"{job_dir} is not a job folder (it has no spec.yaml). Give a finished job's folder.")
-    return job_dir
+    return jobdir.require_job_dir(Path(job_dir).resolve(), hint="Give a finished job's folder.")
 
 
 def load(job_dir: str | Path, tuned: bool = True, token: str | None = None) -> ChatCompletions:

@@ -16,14 +16,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2  # huggingface_hub 2.x talks HTTP through httpx2: network failures arrive as its TransportError
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from training import hub_errors, jobdir
 from training.errors import UserError
-from training.export import export_adapter, export_merged, load_job_spec
-from training.hub import _TOKEN_SHAPE, TOKENS_URL, _with_deadline, exception_chain
+from training.export import export_adapter, export_merged
+from training.hub import _TOKEN_SHAPE, TOKENS_URL, _with_deadline
+from training.hub_errors import classify_hub_error
+from training.jobdir import load_job_spec
+from training.redact import redact_with
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def push_job(
     except UserError:
         raise
     except Exception as exc:  # every failure becomes a sentence; none escapes as a traceback
-        raise UserError(_redact(describe_push_error(exc, repo_id, pusher), token)) from None
+        raise UserError(redact_with(describe_push_error(exc, repo_id, pusher), token)) from None
     url = f"{api.endpoint}/{repo_id}"
     private_now = private if existing is None else existing
     _record_push(job_dir, repo_id, url, commit.oid, merged, private_now, created=existing is None)
@@ -122,7 +125,7 @@ def _who_pushes(api: HfApi, token: str, repo_id: str) -> Pusher:
             "Check the network, then push again."
         )
     if isinstance(answer, Exception):
-        raise UserError(_redact(describe_push_error(answer, repo_id, None), token)) from None
+        raise UserError(redact_with(describe_push_error(answer, repo_id, None), token)) from None
     role = ((answer.get("auth") or {}).get("accessToken") or {}).get("role")
     return Pusher(user=answer["name"], role=role)
 
@@ -132,7 +135,7 @@ def _export(job_dir: Path, out_dir: Path, merged: bool, token: str, repo_id: str
 
     folder = export_merged(job_dir, out_dir, token=token) if merged else export_adapter(job_dir, out_dir)
     # The exported card says "path/to/this/folder"; on the Hub the loading example names the repo
-    (folder / "README.md").write_text(model_card(job_dir, merged=merged, location=repo_id))
+    (folder / jobdir.MODEL_CARD).write_text(model_card(job_dir, merged=merged, location=repo_id))
     return folder
 
 
@@ -146,15 +149,15 @@ def _existing_visibility(api: HfApi, repo_id: str) -> bool | None:
 
 def describe_push_error(exc: BaseException, repo_id: str, pusher: Pusher | None) -> str:
     """One plain sentence for a failed push, naming the field (token or repo) and the fix."""
-    for link in exception_chain(exc):
-        if isinstance(link, OfflineModeIsEnabled):  # a ConnectionError too, so it goes first
-            return "Hub access is switched off on this machine (HF_HUB_OFFLINE=1). Unset it to push to the Hub."
-        if isinstance(link, HfHubHTTPError) and link.response is not None:
-            return _describe_status(link.response.status_code, repo_id, pusher)
-        if isinstance(link, httpx2.TransportError | ConnectionError | TimeoutError):
-            return "Can't reach the Hugging Face Hub. Check the network, then push again; nothing was uploaded."
-        if isinstance(link, HFValidationError):
-            return f"repo: {repo_id!r} is not a valid repo id. {REPO_ID_HELP}"
+    failure = classify_hub_error(exc)
+    if failure.kind == hub_errors.OFFLINE:
+        return "Hub access is switched off on this machine (HF_HUB_OFFLINE=1). Unset it to push to the Hub."
+    if failure.status is not None:  # a push is about the token's rights and the repo: the status says which
+        return _describe_status(failure.status, repo_id, pusher)
+    if failure.kind == hub_errors.UNREACHABLE:
+        return "Can't reach the Hugging Face Hub. Check the network, then push again; nothing was uploaded."
+    if failure.kind == hub_errors.INVALID_ID:
+        return f"repo: {repo_id!r} is not a valid repo id. {REPO_ID_HELP}"
     # Only the class name: an unknown error's text might quote request headers.
     return f"Pushing to {repo_id} failed unexpectedly ({type(exc).__name__}). Try again in a few minutes."
 
@@ -198,8 +201,3 @@ def _record_push(job_dir: Path, repo_id: str, url: str, commit: str, merged: boo
     }
     with open(job_dir / PUSH_LOG, "a") as log:
         log.write(json.dumps(record) + "\n")
-
-
-def _redact(text: str, token: str | None) -> str:
-    # Belt and braces: our sentences never quote the token, but a person may paste it into the repo field.
-    return text.replace(token, "[token]") if token else text

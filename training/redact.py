@@ -157,3 +157,11 @@ def install() -> None:
         sys.stdout = RedactingStream(sys.stdout)
     if not isinstance(sys.stderr, RedactingStream):
         sys.stderr = RedactingStream(sys.stderr)
+
+
+def redact_with(text: str, secret: str | None) -> str:
+    """`text` with `secret` masked even when it is neither token-shaped nor registered, then every known secret.
+
+    Belt and braces for our own sentences: they never quote a token, but a person may paste one into a field
+    that a message names (the model id, the repo id)."""
+    return redact(text.replace(secret, MASK) if secret else text)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training import jobdir
 from training.errors import UserError
 from training.models import merge_adapters, starting_point
-from training.spec import load_spec
 
 
 class RewardScorer:
@@ -20,12 +20,10 @@ class RewardScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         job_dir = Path(job_dir)
-        if not (job_dir / "spec.yaml").is_file():
-            raise UserError(f"{job_dir} is not a job folder (it has no spec.yaml).")
-        spec = load_spec(job_dir / "spec.yaml")
+        spec = jobdir.load_job_spec(job_dir, hint="Give a finished reward job's folder.")
         if spec.method.objective != "reward":
             raise UserError(f"{job_dir.name} is a {spec.method.objective} job, not a reward model: use chat instead.")
-        adapter_dir, model_dir = job_dir / "adapter", job_dir / "model"
+        adapter_dir, model_dir = job_dir / jobdir.ADAPTER, job_dir / jobdir.MODEL
         hub = {"revision": spec.model.revision, "token": token or False}
         if model_dir.is_dir():  # a full fine-tune, or a merged copy
             self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), dtype=torch.float32)

@@ -41,34 +41,3 @@ def fsdp_arguments(layers: list[str], checkpointing: bool) -> dict:
         },
         "gradient_checkpointing": False,
     }
-
-
-def honour_fsdp_on_cpu() -> None:
-    """Make accelerate shard with FSDP on a multi-process CPU run too.
-
-    accelerate (1.15) applies an FSDP plugin only on GPU-like devices: on the CPU it keeps
-    DistributedType.MULTI_CPU, and the Trainer then silently trains plain DDP (measured: the model
-    came out DistributedDataParallel-wrapped). torch's FSDP2 itself runs on the CPU over gloo, so
-    after accelerate has set itself up we switch its state to FSDP the way it does on GPUs. This
-    is how the two-process tests exercise the real sharding, saving and resume code here.
-    Remove once accelerate treats MULTI_CPU + fsdp_plugin as FSDP.
-    """
-    import accelerate.state as state
-    from accelerate.utils import DistributedType
-
-    original = state.AcceleratorState.__init__
-    if getattr(original, "lathe_patched", False):
-        return
-
-    def init(self, *args, fsdp_plugin=None, **kwargs):
-        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
-        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
-            self.distributed_type = DistributedType.FSDP
-            self.fsdp_plugin = fsdp_plugin
-            if self._mixed_precision != "no":
-                fsdp_plugin.set_mixed_precision(self._mixed_precision)
-            # AcceleratorState copies PartialState's fields each time it is constructed: set it there too
-            state.PartialState._shared_state["distributed_type"] = DistributedType.FSDP
-
-    init.lathe_patched = True
-    state.AcceleratorState.__init__ = init

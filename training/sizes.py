@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.errors import UserError
-from training.spec import JobSpec
+from training.spec import JobSpec, target_module_names
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -76,12 +76,9 @@ class ModelShape:
         return self.embedding_parameters() + self.layers * self.layer_parameters() + self.hidden
 
     def lora_parameters(self, rank: int, targets: str) -> int:
-        if targets == "all-linear":
+        names = target_module_names(targets)
+        if names == "all-linear":
             names = ATTENTION + MLP
-        elif targets == "attention":
-            names = ATTENTION
-        else:
-            names = tuple(name.strip() for name in targets.split(","))
         shapes = self.linear_shapes()
         return self.layers * sum(rank * sum(shapes[name]) for name in names if name in shapes)
 

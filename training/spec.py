@@ -12,17 +12,36 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from training import jobdir
 from training.errors import UserError
 from training.redact import contains_secret, redact
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 DEMO_PREFIX = "demo:"
 HUB_PREFIX = "hub:"
+DemoText = Annotated[str, StringConstraints(min_length=1, max_length=60)]  # a name the identity demo writes in
+# What each task teaches, in the words the wizard and the data check use
+TASK_LABELS = {
+    "chat": "Instruction / chat fine-tuning",
+    "classification": "Text classification",
+    "summarization": "Summarisation",
+    "qa": "Question answering",
+    "language_modeling": "Continued pre-training on raw text",
+    "preference": "Preference tuning (pairs of answers)",
+}
 
 
 class _Section(BaseModel):
@@ -32,12 +51,18 @@ class _Section(BaseModel):
 class ModelSection(_Section):
     name_or_path: str = Field(
         EMBEDDED_MODEL,
+        title="Model",
         min_length=1,
         description="The model to fine-tune: the embedded default, a Hugging Face id (org/name) or a local folder.",
     )
-    revision: str | None = Field(None, description="Hub branch, tag or commit to use; empty means the default branch.")
+    revision: str | None = Field(
+        None,
+        title="Revision (branch, tag or commit)",
+        description="Hub branch, tag or commit to use; empty means the default branch.",
+    )
     start_from_job: str | None = Field(
         None,
+        title="Build on a finished job",
         description="A finished job folder to build on (e.g. DPO after SFT); its adapter is merged in first.",
     )
 
@@ -59,23 +84,30 @@ class DataSection(_Section):
     )
     validation_source: str | None = Field(
         None,
+        title="Or separate validation data",
         description="Separate validation data instead of a split: a file, a demo, or split:NAME for another "
         "split of the same Hub dataset.",
     )
     hub_config: str | None = Field(
-        None, description="Hub dataset: the configuration (subset) to load, if it has several."
+        None,
+        title="Configuration",
+        description="Hub dataset: the configuration (subset) to load, if it has several.",
     )
-    hub_split: str = Field("train", min_length=1, description="Hub dataset: the split to train on.")
+    hub_split: str = Field("train", min_length=1, title="Split", description="Hub dataset: the split to train on.")
     hub_revision: str | None = Field(
-        None, description="Hub dataset: branch, tag or commit; empty = the default branch."
+        None,
+        title="Revision",
+        description="Hub dataset: branch, tag or commit; empty = the default branch.",
     )
-    assistant_name: str = Field(
-        "Juniper", min_length=1, max_length=60, description="Name the demo identity data teaches the model to use."
+    assistant_name: DemoText = Field(
+        "Juniper", title="Assistant name (identity demo)", description="Name the identity demo teaches the model."
     )
-    assistant_maker: str = Field(
-        "Lathe Labs", min_length=1, max_length=60, description="Maker the demo identity data teaches the model to name."
+    assistant_maker: DemoText = Field(
+        "Lathe Labs", title="Assistant maker (identity demo)", description="Maker the identity demo teaches it to name."
     )
-    max_rows: int | None = Field(None, ge=1, description="Use only the first N rows (handy for a quick try).")
+    max_rows: int | None = Field(
+        None, ge=1, title="Use at most this many rows", description="Use only the first N rows (handy for a quick try)."
+    )
     format: Literal[
         "auto",
         "chat",
@@ -87,9 +119,17 @@ class DataSection(_Section):
         "summarization",
         "classification",
         "text",
-    ] = Field("auto", description="How the rows are laid out; auto detects it from the column names.")
+    ] = Field(
+        "auto",
+        title="Format",
+        description="How the rows are laid out; auto detects it from the column names.",
+        json_schema_extra={"choice_labels": {"auto": "Detect it"}},  # each format's own label: data/formats.py
+    )
     task: Literal["auto", "chat", "classification", "summarization", "qa", "language_modeling", "preference"] = Field(
-        "auto", description="What the model learns; auto follows the format (e.g. text/label -> classification)."
+        "auto",
+        title="Task",
+        description="What the model learns; auto follows the format (e.g. text/label -> classification).",
+        json_schema_extra={"choice_labels": {"auto": "Follow the data's format", **TASK_LABELS}},
     )
     field_map: dict[str, str] = Field(
         {}, description="Which column plays which role when the names differ, e.g. {text: review, label: sentiment}."
@@ -97,38 +137,90 @@ class DataSection(_Section):
 
 
 LORA_TARGET_PRESETS = ("all-linear", "attention")
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def parse_field_map(pairs, where: str = "data.field_map") -> dict[str, str]:
+    """role=column pairs -> {role: column}: a list of pairs, or one text of them separated by commas
+    ('text=review, label=sentiment'). A bad pair is a UserError that names `where` (the field or option)."""
+    if isinstance(pairs, str):
+        pairs = pairs.split(",")
+    mapping = {}
+    for pair in (p.strip() for p in pairs if p.strip()):
+        role, sep, column = pair.partition("=")
+        if not sep or not role.strip() or not column.strip():
+            raise UserError(f"{where}: {pair!r} should be role=column, e.g. text=review.")
+        mapping[role.strip()] = column.strip()
+    return mapping
+
+
+def target_module_names(target_modules: str) -> str | list[str]:
+    """method.target_modules as PEFT (and TRL's --lora_target_modules) take it: "all-linear" or module names.
+
+    The one translation the trainer, the size estimate and the reproduce bundle all use."""
+    if target_modules == "all-linear":
+        return "all-linear"  # PEFT's own shorthand: every linear layer but the output head
+    if target_modules == "attention":
+        return list(ATTENTION_MODULES)
+    return target_modules.split(",")
 
 
 class MethodSection(_Section):
     type: Literal["lora", "qlora", "full"] = Field(
         "lora",
+        title="Method",
         description="lora trains small adapters (fast, light); qlora does so over a 4-bit base (least memory); "
         "full updates every weight (most memory).",
     )
     objective: Literal["sft", "dpo", "reward"] = Field(
         "sft",
+        title="Training objective",
         description="sft learns from example answers; dpo learns from pairs of a better and a worse answer; "
         "reward trains a model that scores answers (for RLHF).",
+        json_schema_extra={
+            "choice_labels": {
+                "sft": "Learn from example answers (SFT)",
+                "dpo": "Prefer the better of two answers (DPO)",
+                "reward": "Train a reward model that scores answers",
+            }
+        },
     )
-    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank: adapter size. 8-32 suits most jobs.")
-    lora_alpha: int = Field(32, ge=1, le=4096, description="LoRA scaling; about twice the rank is a good start.")
-    lora_dropout: float = Field(0.0, ge=0.0, le=0.5, description="Dropout inside the adapters; 0-0.1.")
+    lora_r: int = Field(
+        16, ge=1, le=1024, title="LoRA rank (r)", description="LoRA rank: adapter size. 8-32 suits most jobs."
+    )
+    lora_alpha: int = Field(
+        32, ge=1, le=4096, title="LoRA alpha", description="LoRA scaling; about twice the rank is a good start."
+    )
+    lora_dropout: float = Field(
+        0.0, ge=0.0, le=0.5, title="LoRA dropout", description="Dropout inside the adapters; 0-0.1."
+    )
     target_modules: str = Field(
         "all-linear",
+        title="LoRA target modules",
         description="Layers that get adapters: all-linear, attention, or a comma list such as q_proj,v_proj.",
     )
     use_dora: bool = Field(
-        False, description="DoRA: adapters that also learn each weight's size; a little better, slower."
+        False, title="DoRA", description="DoRA: adapters that also learn each weight's size; a little better, slower."
     )
-    use_rslora: bool = Field(False, description="rsLoRA: scale adapters by alpha/sqrt(rank); steadier at high ranks.")
+    use_rslora: bool = Field(
+        False, title="rsLoRA", description="rsLoRA: scale adapters by alpha/sqrt(rank); steadier at high ranks."
+    )
     qlora_double_quant: bool = Field(
-        True, description="QLoRA: also quantise the quantisation constants (~0.4 bit less)."
+        True,
+        title="QLoRA double quantisation",
+        description="QLoRA: also quantise the quantisation constants (~0.4 bit less).",
     )
     qlora_compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="QLoRA: number format the 4-bit weights are computed in; auto follows the precision."
+        "auto",
+        title="QLoRA compute type",
+        description="QLoRA: number format the 4-bit weights are computed in; auto follows the precision.",
     )
     dpo_beta: float = Field(
-        0.1, gt=0.0, le=10.0, description="DPO: how far the model may move from where it started; 0.1 is typical."
+        0.1,
+        gt=0.0,
+        le=10.0,
+        title="DPO beta",
+        description="DPO: how far the model may move from where it started; 0.1 is typical.",
     )
 
     @field_validator("target_modules")
@@ -143,7 +235,13 @@ class MethodSection(_Section):
 
 
 class HyperparametersSection(_Section):
-    context_length: int = Field(512, ge=16, le=131072, description="Longest example in tokens; longer ones are cut.")
+    context_length: int = Field(
+        512,
+        ge=16,
+        le=131072,
+        title="Context length (tokens)",
+        description="Longest example in tokens; longer ones are cut.",
+    )
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Step size; 1e-4 to 5e-4 for LoRA, ~1e-5 full.")
     epochs: float | None = Field(
         3.0, gt=0.0, le=100.0, description="Passes over the data. Leave empty to use max steps."
@@ -176,8 +274,15 @@ class HyperparametersSection(_Section):
     )
     distributed: Literal["ddp", "fsdp"] = Field(
         "ddp",
+        title="Several devices share the model by",
         description="With several devices: ddp keeps a whole copy of the model on each; fsdp shards weights, "
         "gradients and optimizer states across them, for full fine-tunes too big for one device (sft, lora or full).",
+        json_schema_extra={
+            "choice_labels": {
+                "ddp": "A whole copy on each device (DDP)",
+                "fsdp": "Shard the model across devices (FSDP)",
+            }
+        },
     )
     logging_steps: int = Field(1, ge=1, le=10000, description="Log loss every N steps.")
     eval_steps: int | None = Field(None, ge=1, le=100000, description="Validate every N steps; empty = each epoch.")
@@ -208,18 +313,21 @@ def stopping_rule_problem(epochs: Any, max_steps: Any) -> str | None:
 
 
 class OutputSection(_Section):
-    save_total_limit: int = Field(2, ge=1, le=100, description="Checkpoints to keep; older ones are deleted.")
+    save_total_limit: int = Field(
+        2, ge=1, le=100, title="Checkpoints to keep", description="Checkpoints to keep; older ones are deleted."
+    )
     merge_adapter: bool = Field(False, description="Also save a merged full model beside the adapter.")
     evaluate: bool = Field(
         True,
         description="When training ends, compare the base and the tuned model on held-out rows (loss, task score, "
-        "sample answers; saved as eval.json). Takes a minute on a CPU.",
+        f"sample answers; saved as {jobdir.EVALUATION}). Takes a minute on a CPU.",
     )
 
 
 class JobSpec(_Section):
     name: str = Field(
         "my-job",
+        title="Job name",
         min_length=1,
         max_length=64,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
@@ -418,7 +526,7 @@ def field_help() -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class FieldDescription:
-    """What a form needs to draw one spec field: kind, bounds, choices, default and help."""
+    """What a form needs to draw one spec field: label, kind, bounds, choices (with their labels), default and help."""
 
     path: str
     help: str
@@ -428,6 +536,20 @@ class FieldDescription:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     optional: bool = False
+    label: str = ""
+    choice_labels: dict[str, str] | None = None  # plain words for the short values the spec keeps
+    minimum_excluded: bool = False  # gt: the bound itself is not allowed
+    maximum_excluded: bool = False  # lt
+
+    def range_text(self) -> str:
+        """The bounds in words, strict ones said as strict: "(more than 0, up to 1)"."""
+        low, high = self.minimum, self.maximum
+        low_text = None if low is None else f"{'more than' if self.minimum_excluded else 'at least'} {low:g}"
+        high_text = None if high is None else f"{'less than' if self.maximum_excluded else 'up to'} {high:g}"
+        if low is not None and high is not None and not (self.minimum_excluded or self.maximum_excluded):
+            return f"(from {low:g} to {high:g})"
+        shown = [text for text in (low_text, high_text) if text]
+        return f"({', '.join(shown)})" if shown else ""
 
 
 def describe_field(path: str) -> FieldDescription:
@@ -446,4 +568,23 @@ def describe_field(path: str) -> FieldDescription:
     else:
         kind = {int: "int", float: "float", bool: "bool", str: "text"}.get(annotation, "list")
         choices = ()
-    return FieldDescription(path, info.description or "", kind, info.default, minimum, maximum, choices, optional)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    choice_labels = dict(extra.get("choice_labels") or {})
+    if path == "data.format":  # a format's label is declared with the format itself
+        from training.data.formats import FORMATS
+
+        choice_labels.update({f.name: f.label for f in FORMATS})
+    return FieldDescription(
+        path,
+        info.description or "",
+        kind,
+        info.default,
+        minimum,
+        maximum,
+        choices,
+        optional,
+        label=info.title or (name or section).replace("_", " ").capitalize(),
+        choice_labels=choice_labels or None,
+        minimum_excluded="Gt" in bounds,
+        maximum_excluded="Lt" in bounds,
+    )

@@ -2,19 +2,16 @@
 
 Training lives in a child process so that an out-of-memory error, a CUDA fault or `kill -9`
 can never take the app down, and so GPU memory is really freed when a job ends. Everything the
-worker has to say goes to files in JOB_DIR (never to a pipe nobody reads):
+worker has to say goes to files in JOB_DIR (never to a pipe nobody reads): its events, its status
+with a heartbeat, and its stdout and stderr, which the JobManager redirects to the worker log (the
+folder's layout is `training.jobdir`'s).
 
-- events.jsonl   one JSON event per line, appended and flushed as they happen
-- status.json    state, pid, start time and a heartbeat refreshed every few seconds
-- worker.log     stdout and stderr (the JobManager redirects them here)
-
-Stop is cooperative: the JobManager creates JOB_DIR/STOP (or sends SIGTERM) and the engine ends
+Stop is cooperative: the JobManager creates the stop file (or sends SIGTERM) and the engine ends
 at the next step boundary after saving a checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -26,38 +23,18 @@ from pathlib import Path
 
 import psutil
 
-from training import redact
+from training import jobdir, redact
+from training.distributed import rank
 from training.errors import UserError
 from training.events import Event, Failed, Finished, Log
-from training.launch import rank
+from training.jobdir import write_status
 
 HEARTBEAT_SECONDS = 2.0
-STOP_FILE = "STOP"
-
-
-def write_status(job_dir: Path, **fields) -> None:
-    """Merge `fields` into status.json atomically (write a temp file, then rename over); text is masked."""
-    path = job_dir / "status.json"
-    try:
-        status = json.loads(path.read_text())
-    except (OSError, ValueError):
-        status = {}
-    status.update({key: redact.redact(value) if isinstance(value, str) else value for key, value in fields.items()})
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(status, indent=1))
-    os.replace(temporary, path)
-
-
-def read_status(job_dir: Path) -> dict:
-    try:
-        return json.loads((Path(job_dir) / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 class EventWriter:
     def __init__(self, job_dir: Path):
-        self.file = open(job_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the run
+        self.file = open(job_dir / jobdir.EVENTS, "a", encoding="utf-8")  # noqa: SIM115 - open for the run
         self.lock = threading.Lock()
         self.last: Event | None = None
 
@@ -82,7 +59,10 @@ def explain_failure(error: BaseException) -> tuple[str, str]:
             "Try a smaller batch size (with more gradient accumulation), a shorter context length, "
             "gradient checkpointing on, or QLoRA.",
         )
-    return f"Training failed: {text.splitlines()[0][:500]}", "The full error is in worker.log in the job folder."
+    return (
+        f"Training failed: {text.splitlines()[0][:500]}",
+        f"The full error is in {jobdir.WORKER_LOG} in the job folder.",
+    )
 
 
 def _heartbeat(job_dir: Path, done: threading.Event) -> None:
@@ -101,10 +81,12 @@ def _follower(job_dir: Path, resume: bool) -> int:
     redact.register_secret(token)
 
     def should_stop() -> bool:
-        return stop_requested.is_set() or (job_dir / STOP_FILE).exists()
+        return stop_requested.is_set() or jobdir.stop_requested(job_dir)
 
     try:
-        run_job(load_spec(job_dir / "spec.yaml"), job_dir, lambda event: None, should_stop, token=token, resume=resume)
+        run_job(
+            load_spec(jobdir.spec_file(job_dir)), job_dir, lambda event: None, should_stop, token=token, resume=resume
+        )
     except BaseException:  # noqa: BLE001 - rank 0 reports the job's failure; this rank's trace goes to worker.log
         traceback.print_exc()
         return 1
@@ -134,7 +116,7 @@ def main(job_dir: Path, resume: bool = False) -> int:
     process_started = psutil.Process().create_time()
     write_status(
         job_dir,
-        state="running",
+        state=jobdir.RUNNING,
         pid=os.getpid(),
         process_started=process_started,
         started_at=time.time(),
@@ -144,21 +126,21 @@ def main(job_dir: Path, resume: bool = False) -> int:
     threading.Thread(target=_heartbeat, args=(job_dir, done), daemon=True).start()
 
     def should_stop() -> bool:
-        return stop_requested.is_set() or (job_dir / STOP_FILE).exists()
+        return stop_requested.is_set() or jobdir.stop_requested(job_dir)
 
     try:
-        spec = load_spec(job_dir / "spec.yaml")
+        spec = load_spec(jobdir.spec_file(job_dir))
         run_job(spec, job_dir, emit, should_stop, token=token, resume=resume)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the job record
         traceback.print_exc()
         message, hint = explain_failure(error)
         emit(Failed(message=message, hint=hint))
         done.set()
-        write_status(job_dir, state="failed", ended_at=time.time(), message=message, hint=hint)
+        write_status(job_dir, state=jobdir.FAILED, ended_at=time.time(), message=message, hint=hint)
         return 2 if isinstance(error, UserError) else 1
     done.set()
     finished = emit.last if isinstance(emit.last, Finished) else None
-    state = "stopped" if finished and finished.stopped_early else "completed"
+    state = jobdir.STOPPED if finished and finished.stopped_early else jobdir.COMPLETED
     emit(Log(message=f"job {state}"))
     write_status(job_dir, state=state, ended_at=time.time())
     return 0

@@ -11,7 +11,6 @@ import base64
 import contextvars
 import hashlib
 import hmac
-import ipaddress
 import os
 import re
 import secrets
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.errors import UserError
+from training.network import is_loopback
 
 # scrypt cost: 2**14 x 8 uses 16 MB and ~0.1 s per check here, the parameters OWASP lists as a minimum.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -100,15 +100,6 @@ def add_user(path: str | Path, username: str, password: str) -> bool:
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
     return len(kept) > len(lines)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything, so it counts as exposed
-        return False
 
 
 def require_login_unless_local(host: str, auth: Authenticator | None) -> None:

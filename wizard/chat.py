@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from training import jobdir
 from training.errors import UserError
 from training.jobs import JobManager
 
@@ -55,9 +56,8 @@ def token_digest(token: str | None) -> str:
 def base_from_hub(job_dir: str) -> bool:
     """Whether the job's base model is downloaded from the Hub (so the token matters), not a local folder."""
     from training.models import starting_point
-    from training.spec import load_spec
 
-    return not Path(starting_point(load_spec(Path(job_dir) / "spec.yaml"))[0]).is_dir()
+    return not Path(starting_point(jobdir.load_job_spec(job_dir))[0]).is_dir()
 
 
 def text_of(content) -> str:
@@ -77,7 +77,7 @@ def choose_device(manager: JobManager) -> tuple[str | None, str]:
     """Keep the chat model off a GPU that a running job is using, and say so."""
     from training.hardware import detect_hardware
 
-    running = [j for j in manager.list_jobs() if manager.snapshot(j).state in ("queued", "running")]
+    running = [j for j in manager.list_jobs() if manager.snapshot(j).state in jobdir.ACTIVE_STATES]
     if detect_hardware().gpus and running:
         return "cpu", f"A job is training on the GPU ({running[0]}), so the chat model runs on the CPU for now."
     return None, ""
@@ -156,3 +156,26 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
     message.submit(respond, inputs=inputs, outputs=outputs, api_visibility="private")
     clear.click(lambda: ([], [], ""), outputs=[tuned, base, status], api_visibility="private")
     return ChatTab(job=job, load=load, status=status, tuned=tuned, base=base, message=message)
+
+
+def can_chat(snapshot) -> bool:
+    """Finished with a model that writes text (a reward model only scores it)."""
+    if not snapshot.output_dir:
+        return False
+    try:
+        return jobdir.load_job_spec(snapshot.job_dir).method.objective != "reward"
+    except UserError:
+        return False
+
+
+def finished_jobs(manager: JobManager, current: str | None = None):
+    """The chat's job list: the finished jobs that can chat, keeping the one chosen when it still can."""
+    finished = [j for j in manager.list_jobs() if can_chat(manager.snapshot(j))]
+    return gr.update(choices=finished, value=current if current in finished else next(iter(finished), None))
+
+
+def connect_tab(opened: gr.Tab, tab: ChatTab, manager: JobManager) -> None:
+    """`opened`: the tab itself, whose list of jobs is refreshed each time it is opened."""
+    opened.select(
+        lambda current: finished_jobs(manager, current), inputs=tab.job, outputs=tab.job, api_visibility="private"
+    )

@@ -26,16 +26,11 @@ def preview_html(examples) -> str:
 
 def report_html(report) -> str:
     """The check report: what was found, every problem with its rule and place, token lengths, and the preview."""
-    parts = []
-    for loaded in report.sources:
-        parts.append(
-            f"<p><b>{html.escape(loaded.source)}</b>: {loaded.rows_read} rows read · format "
-            f"<b>{html.escape(loaded.format_label)}</b> · task {html.escape(loaded.task or '-')} · "
-            f"{len(loaded.examples)} kept, {loaded.dropped} dropped</p>"
-        )
-        if loaded.labels:
-            labels = ", ".join(f"{html.escape(label)} ({n})" for label, n in loaded.labels.items())
-            parts.append(f"<p>Labels: {labels}</p>")
+    parts = [
+        f"<p><b>{html.escape(source)}</b>: {html.escape(facts)}</p>"
+        + (f"<p>Labels: {html.escape(labels)}</p>" if labels else "")
+        for source, facts, labels in report.source_facts()
+    ]
     stats = report.length_stats()
     if stats:
         parts.append(

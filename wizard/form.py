@@ -12,9 +12,17 @@ from typing import Any
 
 import gradio as gr
 
-from training.data.formats import FORMATS, TASKS
 from training.errors import UserError
-from training.spec import DEMO_PREFIX, HUB_PREFIX, JobSpec, SpecError, apply_overrides, describe_field, parse_spec
+from training.spec import (
+    DEMO_PREFIX,
+    HUB_PREFIX,
+    JobSpec,
+    SpecError,
+    apply_overrides,
+    describe_field,
+    parse_field_map,
+    parse_spec,
+)
 
 # Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
 STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP, HUB_DATASET = (
@@ -31,52 +39,12 @@ SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB = "Bundled demo", "Upload a file", "Huggi
 GENERAL_DEMO = "demo:general"
 
 
-LABELS = {
-    "method.type": "Method",
-    "method.lora_r": "LoRA rank (r)",
-    "method.lora_alpha": "LoRA alpha",
-    "method.lora_dropout": "LoRA dropout",
-    "method.target_modules": "LoRA target modules",
-    "method.objective": "Training objective",
-    "method.use_dora": "DoRA",
-    "method.use_rslora": "rsLoRA",
-    "method.qlora_double_quant": "QLoRA double quantisation",
-    "method.qlora_compute_dtype": "QLoRA compute type",
-    "method.dpo_beta": "DPO beta",
-    "hyperparameters.distributed": "Several devices share the model by",
-    "model.start_from_job": "Build on a finished job",
-    "hyperparameters.context_length": "Context length (tokens)",
-    "output.save_total_limit": "Checkpoints to keep",
-}
-
-
-# Plain words for the values of some choice fields (the spec keeps the short values).
-CHOICE_LABELS = {
-    "data.task": {"auto": "Follow the data's format", **TASKS},
-    "data.format": {"auto": "Detect it", **{f.name: f.label for f in FORMATS}},
-    "method.objective": {
-        "sft": "Learn from example answers (SFT)",
-        "dpo": "Prefer the better of two answers (DPO)",
-        "reward": "Train a reward model that scores answers",
-    },
-    "hyperparameters.distributed": {
-        "ddp": "A whole copy on each device (DDP)",
-        "fsdp": "Shard the model across devices (FSDP)",
-    },
-}
-
-
 def label_for(path: str) -> str:
-    return LABELS.get(path) or path.rpartition(".")[2].replace("_", " ").capitalize()
-
-
-def range_text(field) -> str:
-    low, high = field.minimum, field.maximum
-    if low is None and high is None:
-        return ""
-    if low is not None and high is not None:
-        return f"(from {low:g} to {high:g})"
-    return f"(at least {low:g})" if low is not None else f"(at most {high:g})"
+    """A field's label, as the spec declares it (`Field(title=...)`); the inputs that are not fields say theirs."""
+    try:
+        return describe_field(path).label
+    except (KeyError, AttributeError):
+        return path.rpartition(".")[2].replace("_", " ").capitalize()
 
 
 def value_at(spec: JobSpec, path: str) -> Any:
@@ -105,20 +73,20 @@ class SpecForm:
         """
         field = describe_field(path)
         value = value_at(self.base, path)
-        common = {"label": options.pop("label", label_for(path)), "info": field.help, "value": value, **options}
+        common = {"label": options.pop("label", field.label), "info": field.help, "value": value, **options}
         if component is not None:
             widget = component
         elif slider:
             widget = gr.Slider(minimum=field.minimum, maximum=field.maximum, **common)
         elif field.kind == "choice":
-            names = CHOICE_LABELS.get(path, {})
+            names = field.choice_labels or {}
             widget = gr.Dropdown(choices=[(names.get(c, c), c) for c in field.choices], **common)
         elif field.kind == "bool":
             widget = gr.Checkbox(**common)
         elif field.kind in ("int", "float"):
             # No minimum/maximum on the widget: gradio would refuse an out-of-range value with a toast
             # that names no field; the spec's check puts the message under the field instead.
-            common["info"] = f"{field.help} {range_text(field)}".strip()
+            common["info"] = f"{field.help} {field.range_text()}".strip()
             if value is None and field.minimum is not None and field.minimum >= 1:
                 self.zero_means_unset.add(path)
                 common["info"] += " 0 or empty = not set."
@@ -220,18 +188,6 @@ def owning_field(path: str, paths: Sequence[str]) -> str:
     if path in paths:
         return path
     return next((p for p in paths if p.startswith(path + ".")), path)
-
-
-def parse_field_map(text: str) -> dict[str, str]:
-    """'text=review, label=sentiment' -> {"text": "review", "label": "sentiment"}; a bad pair is a spec problem."""
-    pairs = [pair.strip() for pair in text.split(",") if pair.strip()]
-    mapping = {}
-    for pair in pairs:
-        role, sep, column = pair.partition("=")
-        if not sep or not role.strip() or not column.strip():
-            raise UserError(f"data.field_map: {pair!r} should be role=column, e.g. text=review.")
-        mapping[role.strip()] = column.strip()
-    return mapping
 
 
 def field_map_text(mapping: dict[str, str]) -> str:

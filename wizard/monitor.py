@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from training import jobdir
 from training.jobs import JobManager, JobSnapshot
 
 POLL_SECONDS = 1.0
@@ -48,11 +49,11 @@ class Monitor:
 
 def status_markdown(snapshot: JobSnapshot) -> str:
     text = f"**{snapshot.job_id}** — {snapshot.state}"
-    if snapshot.phase and snapshot.state == "running":
+    if snapshot.phase and snapshot.state == jobdir.RUNNING:
         text += f" ({snapshot.phase.replace('_', ' ')})"
-    if snapshot.stop_requested and snapshot.state == "running":
+    if snapshot.stop_requested and snapshot.state == jobdir.RUNNING:
         text += " — stopping after this step…"
-    if snapshot.state in ("failed", "interrupted"):
+    if snapshot.state in (jobdir.FAILED, jobdir.INTERRUPTED):
         text += f"\n\n⚠ {snapshot.message} {snapshot.hint}"
     if snapshot.output_dir and snapshot.reward_accuracy:
         text += f"\n\nSaved to `{snapshot.output_dir}`. A reward model scores answers: `python app.py score`."
@@ -63,7 +64,7 @@ def status_markdown(snapshot: JobSnapshot) -> str:
 
 def progress_html(snapshot: JobSnapshot) -> str:
     if not snapshot.total_steps:
-        return "<p>Waiting for the first step…</p>" if snapshot.state in ("queued", "running") else ""
+        return "<p>Waiting for the first step…</p>" if snapshot.state in jobdir.ACTIVE_STATES else ""
     speed = f" · {snapshot.tokens_per_second:.0f} tokens/s" if snapshot.tokens_per_second else ""
     return (
         f"<progress value='{snapshot.step}' max='{snapshot.total_steps}' style='width:100%'></progress>"
@@ -130,7 +131,7 @@ def render(manager: JobManager, job_id: str | None) -> list:
 def job_to_show(manager: JobManager) -> str | None:
     """On page load: a running job if there is one, else the newest."""
     jobs = manager.list_jobs()
-    running = [job for job in jobs if manager.snapshot(job).state in ("queued", "running")]
+    running = [job for job in jobs if manager.snapshot(job).state in jobdir.ACTIVE_STATES]
     return (running or jobs or [None])[0]
 
 
@@ -181,7 +182,7 @@ def build(manager: JobManager) -> Monitor:
             snapshot = manager.snapshot(job_id) if job_id else None
         except KeyError:
             snapshot = None
-        if snapshot is None or snapshot.state not in ("queued", "running"):
+        if snapshot is None or snapshot.state not in jobdir.ACTIVE_STATES:
             return gr.Group(visible=False), ""
         return gr.Group(visible=True), stop_question(snapshot)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from training import jobdir
 from training.errors import UserError
 from training.jobs import JobManager
 
@@ -59,8 +60,8 @@ def where_markdown(job_dir: Path, output_dir: str | None) -> str:
     return (
         f"**Your model is in** `{output_dir}`\n\n"
         f"Files: {', '.join(f'`{name}`' for name in files)}\n\n"
-        f"The job folder `{job_dir}` also holds its spec, logs, data summary (`data.json`), evaluation "
-        "(`eval.json`), the rows it trained on (`prepared-data/`) and `environment.json`.\n\n"
+        f"The job folder `{job_dir}` also holds its spec, logs, data summary (`{jobdir.DATA_SUMMARY}`), evaluation "
+        f"(`{jobdir.EVALUATION}`), the rows it trained on (`{jobdir.PREPARED_DATA}/`) and `{jobdir.ENVIRONMENT}`.\n\n"
         f"From the command line: `python app.py export {job_dir} --merged --out my-model`"
     )
 
@@ -113,8 +114,9 @@ def show(manager: JobManager, job_id: str | None) -> tuple[str, str, str]:
     except UserError as error:
         return str(error), "", ""
     snapshot = manager.snapshot(job_id)
-    reproduce = job_dir / "reproduce.md"
-    steps = reproduce.read_text() if reproduce.is_file() else "This job was made before Lathe wrote reproduce.md."
+    reproduce = job_dir / jobdir.REPRODUCE
+    older = f"This job was made before Lathe wrote {jobdir.REPRODUCE}."
+    steps = reproduce.read_text() if reproduce.is_file() else older
     return where_markdown(job_dir, snapshot.output_dir), evaluation_markdown(job_dir), steps
 
 
@@ -178,3 +180,15 @@ def connect(tab: ResultsTab, manager: JobManager, token: gr.State) -> None:
             outputs=button,
             api_name=name,
         )
+
+
+def jobs_with_a_model(manager: JobManager, current: str | None = None):
+    done = [j for j in manager.list_jobs() if manager.snapshot(j).output_dir]
+    return gr.update(choices=done, value=current if current in done else next(iter(done), None))
+
+
+def connect_tab(opened: gr.Tab, tab: ResultsTab, manager: JobManager) -> None:
+    """`opened`: the tab itself, whose list of jobs is refreshed each time it is opened."""
+    opened.select(
+        lambda current: jobs_with_a_model(manager, current), inputs=tab.job, outputs=tab.job, api_visibility="private"
+    )

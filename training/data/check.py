@@ -66,15 +66,25 @@ class Report:
             counts[min((n - low) // width, HISTOGRAM_BARS - 1)] += 1
         return [(start, end, count) for (start, end, _), count in zip(bars, counts, strict=True) if count]
 
+    def source_facts(self) -> list[tuple[str, str, str]]:
+        """Per source: (its name, what was read and kept, its labels with their counts or ""); the text
+        report and the wizard's HTML one say the same facts."""
+        return [
+            (
+                loaded.source,
+                f"{loaded.rows_read} rows read, format {loaded.format_label}, task {loaded.task or '-'}; "
+                f"{len(loaded.examples)} kept, {loaded.dropped} dropped",
+                ", ".join(f"{label} ({n})" for label, n in loaded.labels.items()),
+            )
+            for loaded in self.sources
+        ]
+
     def to_text(self) -> str:
         lines = []
-        for loaded in self.sources:
-            lines.append(
-                f"{loaded.source}: {loaded.rows_read} rows read, format {loaded.format_label}, task "
-                f"{loaded.task or '-'}; {len(loaded.examples)} kept, {loaded.dropped} dropped"
-            )
-            if loaded.labels:
-                lines.append("  labels: " + ", ".join(f"{label} ({n})" for label, n in loaded.labels.items()))
+        for source, facts, labels in self.source_facts():
+            lines.append(f"{source}: {facts}")
+            if labels:
+                lines.append(f"  labels: {labels}")
         stats = self.length_stats()
         if stats:
             sample = (

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from training.data.read import Problem, is_missing
+from training.spec import TASK_LABELS
 
 Message = dict[str, str]
 
@@ -90,14 +91,7 @@ FORMATS = (
     Format("text", "language_modeling", {"text": ("text", "content")}, ("text",), "plain text"),
 )
 FORMAT_BY_NAME = {f.name: f for f in FORMATS}
-TASKS = {
-    "chat": "Instruction / chat fine-tuning",
-    "classification": "Text classification",
-    "summarization": "Summarisation",
-    "qa": "Question answering",
-    "language_modeling": "Continued pre-training on raw text",
-    "preference": "Preference tuning (pairs of answers)",
-}
+TASKS = TASK_LABELS  # the spec declares the tasks and their labels
 ROLE_NAMES = {
     "user": "user",
     "human": "user",

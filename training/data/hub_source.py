@@ -34,34 +34,28 @@ def read_hub_rows(data: DataSection, source: str, token: str | None, split: str 
 
 
 def explain(error: BaseException, repo: str, split: str, token_given: bool) -> tuple[str, str, str]:
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
-
-    from training.hub import exception_chain
+    from training import hub_errors
 
     page = f"{HUB_DATASETS}/{repo}"
-    chain = list(exception_chain(error))
-    # `datasets` wraps the Hub's errors (a gated repo arrives as DatasetNotFoundError saying "gated"), so
-    # look for the most specific cause anywhere in the chain before the general ones
-    if any(isinstance(link, OfflineModeIsEnabled) for link in chain):
+    # `datasets` wraps the Hub's errors and says a repo is gated in words (DatasetNotFoundError "... gated ...")
+    failure = hub_errors.classify_hub_error(error, gated_by_text=True)
+    if failure.kind == hub_errors.OFFLINE:
         return "hub.offline", "Hub access is switched off here (HF_HUB_OFFLINE=1).", "Unset it, or upload a file."
-    if any(isinstance(link, GatedRepoError) or "gated" in str(link).lower() for link in chain):
+    if failure.kind == hub_errors.GATED:
         fix = f"Accept its terms at {page}" + (" and try again." if token_given else ", then enter your token.")
         return "hub.gated", f"data.source: {repo} is gated.", fix
-    for link in chain:
-        if isinstance(link, RepositoryNotFoundError) or type(link).__name__ == "DatasetNotFoundError":
-            tail = "if it is private, check your token can read it." if token_given else "a private one needs a token."
-            return "hub.not_found", f"data.source: {repo} was not found on the Hub.", f"Check the id (org/name); {tail}"
-        if isinstance(link, HfHubHTTPError) and link.response is not None and link.response.status_code == 401:
-            return "hub.token", "token: the Hugging Face Hub refused this token.", "Create a read token and paste it."
+    if failure.kind == hub_errors.NOT_FOUND:
+        tail = "if it is private, check your token can read it." if token_given else "a private one needs a token."
+        return "hub.not_found", f"data.source: {repo} was not found on the Hub.", f"Check the id (org/name); {tail}"
+    if failure.status == 401:
+        return "hub.token", "token: the Hugging Face Hub refused this token.", "Create a read token and paste it."
     text = str(error)
     if "Unknown split" in text or ("split" in text.lower() and "not" in text.lower()):
         return "hub.split", f"data.hub_split: {repo} has no split {split!r}.", "Pick one of its splits (often train)."
     if "config" in text.lower() and ("missing" in text.lower() or "available" in text.lower()):
         first = text.splitlines()[0][:200]
         return "hub.config", f"data.hub_config: {first}", "Set data.hub_config to one of the configurations named."
-    if any(
-        type(link).__name__ in ("ConnectError", "ConnectionError", "TimeoutError", "ConnectTimeout") for link in chain
-    ):
+    if failure.kind == hub_errors.UNREACHABLE:
         return "hub.unreachable", "the Hugging Face Hub could not be reached.", "Check the network, or upload a file."
     # Only the class name: an unknown error's text could quote request headers
     return (

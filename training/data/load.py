@@ -10,13 +10,14 @@ most chat templates (SmolLM2's included) lack, while prompt/completion masking w
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from training.data.formats import TASKS, Detected, detect, to_examples
 from training.data.read import Problem, read_rows
 from training.errors import UserError
+from training.memo import Recent
 from training.presets import PRESETS_DIR
 from training.spec import DEMO_PREFIX, HUB_PREFIX, DataSection
 
@@ -110,8 +111,42 @@ def load_source(data: DataSection, source: str, main: bool = True, token: str | 
     return loaded
 
 
+# The wizard checks the data at Next, at step 4's estimate and again at Launch: the same files, unchanged, are
+# read and parsed once. Keyed on the data section, the objective and each file's size and modification time.
+LOADED: Recent[list[Loaded]] = Recent(size=2)  # a few sources' rows: a 100 MB file's are a few hundred MB
+
+
+def data_stamp(data: DataSection) -> tuple | None:
+    """What identifies the data's current contents: each file's path, size and modification time.
+
+    None when a source is on the Hub (its answer depends on the token and the server, so it is not kept)
+    or a file is missing (reading it again gives the person the message)."""
+    stamps = []
+    for source in [data.source, *data.mix_in, data.validation_source]:
+        if not source:
+            continue
+        if source.startswith((HUB_PREFIX, "split:")):
+            return None
+        try:
+            stat = source_path(source).stat()
+        except (UserError, OSError):
+            return None
+        stamps.append((source, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
 def load_sources(data: DataSection, objective: str = "sft", token: str | None = None) -> list[Loaded]:
-    """Every source of the spec, loaded, plus the checks that span them (task vs objective, mixing)."""
+    """Every source of the spec, loaded, plus the checks that span them (task vs objective, mixing).
+
+    Unchanged local files are read once per process (see `LOADED`); callers get their own copies."""
+    stamp = data_stamp(data)
+    key = None if stamp is None else (data.model_dump_json(), objective, stamp)
+    kept = LOADED.get(key, lambda: _read_sources(data, objective, token))
+    # A caller may add problems (the data check's warnings) or examples: it must not change the kept copy
+    return [replace(s, examples=list(s.examples), locations=list(s.locations), problems=list(s.problems)) for s in kept]
+
+
+def _read_sources(data: DataSection, objective: str, token: str | None) -> list[Loaded]:
     sources = [load_source(data, data.source, token=token)]
     sources += [load_source(data, s, main=False, token=token) for s in data.mix_in]
     main = sources[0]
@@ -148,7 +183,11 @@ def load_sources(data: DataSection, objective: str = "sft", token: str | None = 
 
 def load_rows(data: DataSection, objective: str = "sft", token: str | None = None) -> list[dict[str, Any]]:
     """The examples a job trains on; raises UserError listing every error (rule id and location)."""
-    sources = load_sources(data, objective, token)
+    return examples_of(load_sources(data, objective, token))
+
+
+def examples_of(sources: list[Loaded]) -> list[dict[str, Any]]:
+    """The examples of loaded sources, or a UserError listing every error (rule id and location)."""
     errors = [(loaded.source, problem) for loaded in sources for problem in loaded.errors]
     if errors:
         source_names = {loaded.source: _display_name(loaded.source) for loaded in sources}
@@ -202,29 +241,38 @@ def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
-def train_and_validation_rows(data: DataSection, seed: int, objective: str = "sft", token: str | None = None):
-    """(training rows, validation rows): the validation source, or the seeded split of the data."""
-    rows = load_rows(data, objective, token)
+def train_and_validation_rows(
+    data: DataSection, seed: int, objective: str = "sft", token: str | None = None, sources: list[Loaded] | None = None
+):
+    """(training rows, validation rows): the validation source, or the seeded split of the data.
+
+    `sources`: the data already loaded (`load_sources`), so it is not read again."""
+    rows = examples_of(sources if sources is not None else load_sources(data, objective, token))
     if data.validation_source:
         return rows, load_validation(data, objective, token)
     return split_rows(rows, data.validation_split, seed)
 
 
-def build_datasets(data: DataSection, seed: int, objective: str = "sft", token: str | None = None):
+def build_datasets(
+    data: DataSection, seed: int, objective: str = "sft", token: str | None = None, sources: list[Loaded] | None = None
+):
     """The train and (optional) validation `datasets.Dataset` in TRL's conversational shape."""
     from datasets import Dataset
 
-    train, validation = train_and_validation_rows(data, seed, objective, token)
+    train, validation = train_and_validation_rows(data, seed, objective, token, sources)
     return Dataset.from_list(train), (Dataset.from_list(validation) if validation else None)
 
 
-def data_summary(data: DataSection, objective: str = "sft", token: str | None = None) -> dict[str, Any]:
+def data_summary(
+    data: DataSection, objective: str = "sft", token: str | None = None, sources: list[Loaded] | None = None
+) -> dict[str, Any]:
     """What a job trained on, saved beside it: each source's hash, format, task, row counts and labels
-    (a classifier's label set is what its results are scored against later)."""
+    (a classifier's label set is what its results are scored against later). `sources`: the data the
+    job trained on, already loaded, so the summary describes those very rows."""
     import hashlib
 
     summary = []
-    for loaded in load_sources(data, objective, token):
+    for loaded in sources if sources is not None else load_sources(data, objective, token):
         hub = loaded.source.startswith(HUB_PREFIX)  # the Hub revision identifies it instead of a file hash
         digest = None if hub else hashlib.sha256(source_path(loaded.source).read_bytes()).hexdigest()
         fmt = loaded.detected.format.name if loaded.detected and loaded.detected.format else None

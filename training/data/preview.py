@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from training.data.load import load_rows, split_rows
+from training.data.load import data_stamp, load_rows, split_rows
 from training.errors import UserError
+from training.memo import Recent, secret_digest
 from training.models import resolve_model
 from training.spec import JobSpec
 
@@ -104,8 +105,19 @@ def token_lengths(tokenizer, row: dict) -> list[int]:
     ]
 
 
+SUMMARIES: Recent[DataSummary] = Recent(size=8)
+
+
 def summarize(spec: JobSpec, token: str | None = None) -> DataSummary:
-    """Rows, tokens and optimizer steps for the GPU preview, counted with the model's tokenizer."""
+    """Rows, tokens and optimizer steps for the GPU preview, counted with the model's tokenizer.
+
+    Step 4 and the Launch after it ask for the same spec: an unchanged spec on unchanged files is counted once."""
+    stamp = data_stamp(spec.data)
+    key = None if stamp is None else (spec.model_dump_json(), stamp, secret_digest(token))
+    return SUMMARIES.get(key, lambda: _count(spec, token))
+
+
+def _count(spec: JobSpec, token: str | None) -> DataSummary:
     tokenizer = load_tokenizer(spec, token)
     hp = spec.hyperparameters
     rows = load_rows(spec.data, spec.method.objective, token)

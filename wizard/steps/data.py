@@ -116,7 +116,7 @@ def render_preview(form: SpecForm, values, token: str | None = None) -> str:
 def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     gr.Markdown("### 2 · Dataset & task")
     with gr.Row():
-        form.field("data.task", label="Task")
+        form.field("data.task")
         form.field("method.objective")
     base_source = form.base.data.source
     is_demo, is_hub = base_source.startswith("demo:"), base_source.startswith("hub:")
@@ -155,11 +155,11 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
                 info="Loaded with your token from step 1 (gated and private datasets need one).",
             ),
         )
-        form.field("data.hub_config", label="Configuration")
-        form.field("data.hub_split", label="Split")
-        form.field("data.hub_revision", label="Revision")
+        form.field("data.hub_config")
+        form.field("data.hub_split")
+        form.field("data.hub_revision")
     with gr.Row():
-        form.field("data.format", label="Format")
+        form.field("data.format")
         form.extra(
             FIELD_MAP,
             gr.Textbox(
@@ -169,8 +169,8 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             ),
         )
     with gr.Row():
-        form.field("data.assistant_name", label="Assistant name (identity demo)")
-        form.field("data.assistant_maker", label="Assistant maker (identity demo)")
+        form.field("data.assistant_name")
+        form.field("data.assistant_maker")
     form.extra(
         MIX_GENERAL,
         gr.Checkbox(
@@ -180,9 +180,9 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         ),
     )
     with gr.Row():
-        form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
-        form.field("data.validation_source", label="Or separate validation data")
-        form.field("data.max_rows", label="Use at most this many rows")
+        form.field("data.validation_split", slider=True, step=0.05)
+        form.field("data.validation_source")
+        form.field("data.max_rows")
     upload.upload(
         lambda file_data: take_upload(file_data, uploads_dir),
         inputs=upload,
@@ -198,4 +198,13 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         uploaded_path=uploaded_path,
         preview_button=preview_button,
         preview=preview,
+    )
+
+
+def connect(step: DataStep, form: SpecForm, token: gr.State) -> None:
+    step.preview_button.click(
+        lambda secret, *values: render_preview(form, values, token=secret or None),
+        inputs=[token, *form.inputs],
+        outputs=step.preview,
+        api_name="preview_data",
     )

@@ -87,3 +87,12 @@ def build(form: SpecForm) -> gr.Radio:
                 for path in ADVANCED[start : start + 4]:
                     form.field(path)
     return preset
+
+
+def connect(preset: gr.Radio, form: SpecForm) -> None:
+    preset.change(
+        lambda name, *values: apply_preset(form, name, values),
+        inputs=[preset, *form.inputs],
+        outputs=[form.components[p] for p in PATHS],
+        api_visibility="private",
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from training import jobdir
 from training.errors import UserError
 from wizard.form import SpecForm, problems_markdown
 
@@ -83,9 +84,9 @@ def build() -> PreviewStep:
         measure = gr.Button("Measure: time a few real steps of this job here", size="sm")
         price = gr.Number(None, label="Price per hour (optional)", info="Your machine's hourly price, for the cost.")
     spec_yaml = gr.Code(
-        language="yaml", label="The job spec that will run (python app.py train spec.yaml)", interactive=False
+        language="yaml", label=f"The job spec that will run (python app.py train {jobdir.SPEC})", interactive=False
     )
-    download = gr.DownloadButton("Download spec.yaml", value=None)
+    download = gr.DownloadButton(f"Download {jobdir.SPEC}", value=None)
     return PreviewStep(
         hardware=hardware,
         summary=summary,
@@ -114,3 +115,25 @@ def measured(manager, form: SpecForm, values, token: str | None, price: float | 
         return estimate_markdown(spec, token, speed=measure_speed(manager, spec, token), price=price)
     except UserError as error:
         return f"⚠ {error}"
+
+
+def connect(step: PreviewStep, form: SpecForm, manager, token: gr.State, shown_by: gr.Button) -> None:
+    """`shown_by`: the button that moves on to this step (the preview is drawn as it opens)."""
+    shown_by.click(
+        lambda secret, *values: preview(form, values, token=secret or None),
+        inputs=[token, *form.inputs],
+        outputs=[step.hardware, step.summary, step.estimate, step.spec_yaml, step.download],
+        api_name="gpu_preview",
+    )
+    step.price.change(
+        lambda secret, price, *values: priced(form, values, secret or None, price),
+        inputs=[token, step.price, *form.inputs],
+        outputs=step.estimate,
+        api_name="price_estimate",
+    )
+    step.measure.click(
+        lambda secret, price, *values: measured(manager, form, values, secret or None, price),
+        inputs=[token, step.price, *form.inputs],
+        outputs=step.estimate,
+        api_name="measure_speed",
+    )
