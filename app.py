@@ -27,6 +27,10 @@ from pathlib import Path
 # the token saved on this machine (`hf auth login`) or the operator's; every call passes its token itself.
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No call home from the app or the workers it starts (they inherit this): gradio's analytics and version
+# check, and the Hub libraries' telemetry. A hosted app may have no route out, and the README promises it.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from training import redact  # noqa: E402
 from training.errors import UserError  # noqa: E402
@@ -55,6 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("LATHE_MAX_UPLOAD_MB", "100")),
         help="Largest data file the wizard accepts, in MB (default 100; env LATHE_MAX_UPLOAD_MB).",
+    )
+    hosting = parser.add_argument_group("hosting (see docs/hosting.md)")
+    hosting.add_argument(
+        "--public-url",
+        action="append",
+        default=env_list("LATHE_PUBLIC_URL", ","),
+        metavar="URL",
+        help="The address people open, e.g. https://lathe.example.com (repeatable; env LATHE_PUBLIC_URL). "
+        "Requests for any other host name, and from any other website, are refused.",
+    )
+    hosting.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=env_list("LATHE_TRUSTED_PROXY", ","),
+        metavar="IP",
+        help="A reverse proxy's address whose X-Forwarded-For/-Proto/-Host are believed (repeatable; env "
+        "LATHE_TRUSTED_PROXY). From anyone else those headers are ignored.",
+    )
+    hosting.add_argument(
+        "--data-dir",
+        action="append",
+        default=env_list("LATHE_DATA_DIRS", os.pathsep),
+        metavar="DIR",
+        help="A server folder the web UI may read data and models from, besides its uploads (repeatable; env "
+        "LATHE_DATA_DIRS). The command line reads any path.",
     )
     commands = parser.add_subparsers(dest="command")
 
@@ -147,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
     return parser
+
+
+def env_list(name: str, separator: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(separator) if part.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,7 +476,19 @@ def command_wizard(args) -> int:
     require_login_unless_local(args.host, auth)  # before the slow gradio import: a refusal comes at once
     from wizard.app import launch
 
-    launch(JobManager(args.jobs_dir), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
+    for folder in args.data_dir:
+        if not Path(folder).expanduser().is_dir():
+            raise UserError(f"--data-dir {folder}: no such folder. Give a folder that holds data files.")
+    launch(
+        JobManager(args.jobs_dir),
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        auth=auth,
+        public_urls=tuple(args.public_url),
+        trusted_proxies=tuple(args.trusted_proxy),
+        data_dirs=tuple(args.data_dir),
+    )
     return 0
 
 

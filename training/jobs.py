@@ -26,6 +26,7 @@ from training.events import Log, parse_event
 from training.launch import worker_command
 from training.redact import redact
 from training.spec import JobSpec, load_spec
+from training.web_paths import resolve_job_name
 from training.worker import STOP_FILE, read_status, write_status
 
 logger = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class JobManager:
 
     def resume(self, job_id: str, secrets: dict[str, str] | None = None) -> str:
         """Continue a stopped, failed or interrupted job from its newest complete checkpoint."""
-        job_dir = self.jobs_dir / job_id
+        job_dir = resolve_job_name(self.jobs_dir, job_id)
         if not (job_dir / "spec.yaml").is_file():
             raise UserError(f"There is no job called {job_id} in {self.jobs_dir}.")
         with self._lock:
@@ -351,7 +352,7 @@ class JobManager:
 
     def _load_finished(self, job_id: str) -> _Job:
         """A job from an earlier run of the app: replay its events from disk."""
-        job_dir = self.jobs_dir / job_id
+        job_dir = resolve_job_name(self.jobs_dir, job_id)
         if not (job_dir / "spec.yaml").is_file():
             raise KeyError(f"no job called {job_id} in {self.jobs_dir}")
         job = _Job(snapshot=JobSnapshot(job_id=job_id, job_dir=str(job_dir)))
@@ -437,7 +438,7 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is None:
             # Started elsewhere (the CLI, an earlier run of the app): the cooperative stop still works
-            job_dir = self.jobs_dir / job_id
+            job_dir = resolve_job_name(self.jobs_dir, job_id)
             if read_status(job_dir).get("state") in ("queued", "running"):
                 record_stop_request(job_dir, requested_by)
                 (job_dir / STOP_FILE).touch()

@@ -19,19 +19,23 @@ from training.jobs import JobManager
 from training.presets import example_jobs
 from training.redact import register_secret
 from training.spec import load_spec
+from training.web_paths import WebRoots
 from wizard import chat, monitor, publish, results
 from wizard.auth import Authenticator, ClientAddressMiddleware, require_login_unless_local
 from wizard.form import GENERAL_DEMO, SpecForm, owning_field, problems_markdown
+from wizard.site_guard import SiteGuard, SitePolicy
 from wizard.steps import data, hyperparameters, model, preview
 
 STEP_MODEL, STEP_DATA, STEP_HYPER, STEP_PREVIEW, STEP_LAUNCH = 1, 2, 3, 4, 5
 DEFAULT_MAX_UPLOAD_MB = 100  # the data check handles 100 MB in ~15 s here (docs/benchmarks.md)
 
 
-def build_ui(manager: JobManager) -> gr.Blocks:
-    form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}))
+def build_ui(manager: JobManager, data_dirs=(), never_read=()) -> gr.Blocks:
+    uploads = manager.jobs_dir.parent / "uploads"
+    roots = WebRoots.make(uploads, manager.jobs_dir, data_dirs, never_read)
+    form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}), roots)
     sessions = chat.SessionCache()
-    with gr.Blocks(title="Lathe") as demo:
+    with gr.Blocks(title="Lathe", analytics_enabled=False) as demo:
         token = gr.State("")  # server-side, per browser session
         gr.Markdown("# Lathe\nFine-tune an open LLM in five steps, then chat with it.")
         with gr.Tabs():
@@ -41,7 +45,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                         model_step = model.build(form)
                         next_1 = gr.Button("Next", variant="primary")
                     with gr.Step("Dataset & task", id=STEP_DATA):
-                        data_step = data.build(form, manager.jobs_dir.parent / "uploads")
+                        data_step = data.build(form, uploads)
                         with gr.Row():
                             back_2, next_2 = gr.Button("Back"), gr.Button("Next", variant="primary")
                     with gr.Step("Hyperparameters", id=STEP_HYPER):
@@ -275,10 +279,17 @@ def launch(
     block: bool = True,
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
     auth: Authenticator | None = None,
+    public_urls: tuple[str, ...] = (),
+    trusted_proxies: tuple[str, ...] = (),
+    data_dirs: tuple[str, ...] = (),
 ):
     require_login_unless_local(host, auth)
+    policy = SitePolicy.for_server(host, public_urls, trusted_proxies)
     confine_gradio_files(manager)
-    demo = build_ui(manager)
+    quiet_gradio()
+    demo = build_ui(manager, data_dirs, never_read=[auth.path] if auth and auth.path else [])
+    # uvicorn itself would believe X-Forwarded-For from 127.0.0.1; the SiteGuard decides who is a proxy
+    os.environ["FORWARDED_ALLOW_IPS"] = "0.0.0.0/32"
     demo.queue().launch(
         server_name=host,
         server_port=port,
@@ -295,12 +306,34 @@ def launch(
         # Job folders, converted models and the Hub cache are never served, even if gradio's own
         # checks regress (path handling is its most-patched surface); blocked_paths wins over the rest.
         blocked_paths=[str(manager.jobs_dir.resolve()), *cache_folders()],
-        app_kwargs={
-            "middleware": [Middleware(ClientAddressMiddleware)],  # the login limiter needs the client's address
-            "openapi_url": None,  # FastAPI's own schema of every route would otherwise answer without a login
-        },
+        _app=guarded_app(policy),
     )
     return demo
+
+
+def guarded_app(policy: SitePolicy):
+    """gradio's App with the SiteGuard outside all of its middleware (gradio adds its CORS layer with
+    add_middleware, which always goes outermost; only wrapping the finished stack comes before it)."""
+    from fastapi.responses import ORJSONResponse
+    from gradio.routes import App
+
+    class GuardedApp(App):
+        def build_middleware_stack(self):
+            return SiteGuard(super().build_middleware_stack(), policy)
+
+    return GuardedApp(
+        default_response_class=ORJSONResponse,  # what gradio's create_app gives the App it makes itself
+        middleware=[Middleware(ClientAddressMiddleware)],  # the login limiter needs the client's address
+        openapi_url=None,  # FastAPI's own schema of every route would otherwise answer without a login
+    )
+
+
+def quiet_gradio() -> None:
+    """No call home from the app or its workers (which inherit the environment): gradio's launch analytics
+    and version check reach the Hugging Face servers, and a hosted app may have no route out."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["DO_NOT_TRACK"] = "1"
 
 
 def confine_gradio_files(manager: JobManager) -> None:

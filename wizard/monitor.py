@@ -148,7 +148,9 @@ def requested_by(request: gr.Request | None) -> str:
 
 
 def build(manager: JobManager) -> Monitor:
-    job = gr.Dropdown(choices=manager.list_jobs(), label="Job (all jobs in the jobs folder)", allow_custom_value=True)
+    # Empty until the page loads (the load event fills it, after the login): the page itself, which gradio
+    # serves before the login with a description of every component, names no job
+    job = gr.Dropdown(choices=[], label="Job (all jobs in the jobs folder)", allow_custom_value=True)
     status = gr.Markdown()
     progress = gr.HTML()
     with gr.Row():
