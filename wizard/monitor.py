@@ -6,6 +6,7 @@ reloaded page picks the running (or newest) job again and redraws its whole curv
 
 from __future__ import annotations
 
+import contextlib
 import html
 from dataclasses import dataclass
 
@@ -110,7 +111,15 @@ def render(manager: JobManager, job_id: str | None) -> list:
     try:
         snapshot = manager.snapshot(job_id)
     except KeyError:
-        return [f"No job called {html.escape(job_id)}.", "", None, None, None, gr.LinePlot(visible=False), ""]
+        return [
+            f"No job called {html.escape(job_id[:80])}; pick one from the list.",
+            "",
+            None,
+            None,
+            None,
+            gr.LinePlot(visible=False),
+            "",
+        ]
     logs = "\n".join(snapshot.logs[-LOG_LINES:])
     position = manager.queue_position(job_id)
     status = status_markdown(snapshot)
@@ -189,7 +198,8 @@ def build(manager: JobManager) -> Monitor:
 
     def stop_job(job_id, request: gr.Request):
         if job_id:
-            manager.stop(job_id, requested_by=requested_by(request))
+            with contextlib.suppress(KeyError):  # not a job name: render() says so
+                manager.stop(job_id, requested_by=requested_by(request))
         return [*render(manager, job_id), gr.Group(visible=False)]
 
     timer.tick(refresh, inputs=job, outputs=monitor.view, api_name="job_view", show_progress="hidden")
