@@ -172,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Require `Authorization: Bearer KEY` on every request (needed for a --host other than loopback). "
         "Prefer env LATHE_API_KEY: a command line is visible to other users of the machine.",
     )
+    api.add_argument(
+        "--max-waiting",
+        type=int,
+        default=16,
+        help="Requests that may wait for the model while it answers another (default 16); more get 429.",
+    )
+    api.add_argument(
+        "--max-body-mb", type=float, default=4, help="Largest request body in MB (default 4); bigger get 413."
+    )
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -441,7 +450,18 @@ def command_serve_api(args) -> int:
     if not 1 <= args.api_port <= 65535:
         raise UserError(f"--port {args.api_port}: choose a port from 1 to 65535.")
     api_key = args.api_key or os.environ.get("LATHE_API_KEY") or None
-    serve(args.job_dir, args.api_host, args.api_port, not args.base, api_key, token=os.environ.get("HF_TOKEN"))
+    if args.max_waiting < 0 or args.max_body_mb <= 0:
+        raise UserError("--max-waiting must be 0 or more and --max-body-mb more than 0.")
+    serve(
+        args.job_dir,
+        args.api_host,
+        args.api_port,
+        not args.base,
+        api_key,
+        token=os.environ.get("HF_TOKEN"),
+        max_waiting=args.max_waiting,
+        max_body_mb=args.max_body_mb,
+    )
     return 0
 
 
