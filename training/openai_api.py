@@ -336,7 +336,8 @@ class ModelGate:
         self._cancels: set[threading.Event] = set()
         self._turn_seconds = 5.0  # a running average of how long a turn takes, for Retry-After
 
-    def check_room(self) -> None:
+    def reserve(self) -> threading.Event:
+        """Take a place in the queue at once (or a 429); the Event returned cancels this turn's generation."""
         if self.admitted > self.max_waiting:
             retry = max(1, min(60, round(self._turn_seconds * self.admitted)))
             raise ApiError(
@@ -346,27 +347,25 @@ class ModelGate:
                 code="rate_limit_exceeded",
                 headers={"Retry-After": str(retry)},
             )
-
-    async def enter(self) -> threading.Event:
-        """Wait for the model; the Event returned cancels this turn's generation when set."""
-        self.check_room()
         self.admitted += 1
-        try:
-            await self._lock.acquire()
-        except BaseException:
-            self.admitted -= 1
-            raise
         cancel = threading.Event()
-        cancel.started = time.monotonic()
+        cancel.started = None
         self._cancels.add(cancel)
         return cancel
 
+    async def enter(self, cancel: threading.Event) -> None:
+        """Wait for the model (a coroutine waiting on a lock, not a thread)."""
+        await self._lock.acquire()
+        cancel.started = time.monotonic()
+
     def leave(self, cancel: threading.Event) -> None:
+        """Give back the place (and the model, if this request had its turn)."""
         cancel.set()
         self._cancels.discard(cancel)
-        self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * (time.monotonic() - cancel.started)
         self.admitted -= 1
-        self._lock.release()
+        if cancel.started is not None:
+            self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * (time.monotonic() - cancel.started)
+            self._lock.release()
 
     def cancel_all(self) -> None:
         for cancel in list(self._cancels):
@@ -551,17 +550,11 @@ def create_app(
         return {"id": completions.model_id, "object": "model", "created": created, "owned_by": "lathe"}
 
     async def chat_completions(request: ChatRequest, http: Request):
-        gate.check_room()  # a full queue answers at once, before the prompt is even tokenized
-        try:
-            prepared = await anyio.to_thread.run_sync(completions.prepare, request)
-        except ApiError:
-            raise
-        except Exception as error:  # noqa: BLE001 - answered as OpenAI's error object, logged in one line
-            log.error("request check failed: %s: %s", type(error).__name__, error)
-            raise ApiError(500, f"Generation failed: {type(error).__name__}: {error}") from None
-        cancel = await gate.enter()
+        cancel = gate.reserve()  # a full queue answers at once, before the prompt is even tokenized
         handed_over = False
         try:
+            prepared = await anyio.to_thread.run_sync(completions.prepare, request)
+            await gate.enter(cancel)
             if request.stream:
                 events = completions.stream(request, cancel, prepared)
                 handed_over = True  # the response leaves the gate when it ends
