@@ -6,13 +6,13 @@ reloaded page picks the running (or newest) job again and redraws its whole curv
 
 from __future__ import annotations
 
-import contextlib
 import html
 from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
 
+from training.errors import UserError
 from training.jobs import JobManager, JobSnapshot
 
 POLL_SECONDS = 1.0
@@ -197,10 +197,18 @@ def build(manager: JobManager) -> Monitor:
         return gr.Group(visible=True), stop_question(snapshot)
 
     def stop_job(job_id, request: gr.Request):
+        problem = None
         if job_id:
-            with contextlib.suppress(KeyError):  # not a job name: render() says so
+            try:
                 manager.stop(job_id, requested_by=requested_by(request))
-        return [*render(manager, job_id), gr.Group(visible=False)]
+            except KeyError:  # not a job name: render() says so
+                pass
+            except UserError as error:  # e.g. a full disk: say so above the job's status
+                problem = f"⚠ {error}"
+        view = render(manager, job_id)
+        if problem:
+            view[0] = f"{problem}\n\n{view[0]}"
+        return [*view, gr.Group(visible=False)]
 
     timer.tick(refresh, inputs=job, outputs=monitor.view, api_name="job_view", show_progress="hidden")
     job.change(refresh, inputs=job, outputs=monitor.view, api_visibility="private")
