@@ -66,3 +66,24 @@ def test_a_stop_file_that_cannot_be_written_is_reported_in_plain_words(tmp_path,
     monkeypatch.setattr(Path, "touch", disk_full)
     with pytest.raises(UserError, match="free space on the disk that holds"):
         jobs.request_stop(job_dir, "from a test")
+
+
+def test_text_from_errors_and_data_is_shown_as_text_not_live_html():
+    from training.jobs import JobSnapshot
+    from wizard.monitor import status_markdown
+    from wizard.results import _cell
+
+    hostile = '<img src="https://evil.example/x.png"> ![x](https://evil.example/y.png) [link](https://evil.example)'
+    failed = JobSnapshot(job_id="j", job_dir="", state="failed", message=hostile, hint="<a href='https://e'>x</a>")
+    for shown in (status_markdown(failed), _cell(hostile)):
+        assert "<img" not in shown and "<a " not in shown and "](" not in shown and "![" not in shown, shown
+        assert "evil" in shown  # still there, as text
+
+
+def test_an_api_seed_beyond_torchs_range_is_a_400_naming_the_field():
+    from pydantic import ValidationError
+
+    from training.openai_api import ChatRequest
+
+    with pytest.raises(ValidationError, match="seed"):
+        ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}], "seed": 2**70})

@@ -14,6 +14,7 @@ import pandas as pd
 
 from training.errors import UserError
 from training.jobs import JobManager, JobSnapshot
+from wizard.plain import as_text
 
 POLL_SECONDS = 1.0
 LOG_LINES = 30
@@ -54,7 +55,7 @@ def status_markdown(snapshot: JobSnapshot) -> str:
     if snapshot.stop_requested and snapshot.state == "running":
         text += " — stopping after this step…"
     if snapshot.state in ("failed", "interrupted"):
-        text += f"\n\n⚠ {snapshot.message} {snapshot.hint}"
+        text += f"\n\n⚠ {as_text(snapshot.message)} {as_text(snapshot.hint)}"  # text from errors: inert
     if snapshot.output_dir and snapshot.reward_accuracy:
         text += f"\n\nSaved to `{snapshot.output_dir}`. A reward model scores answers: `python app.py score`."
     elif snapshot.output_dir:
