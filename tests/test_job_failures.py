@@ -45,7 +45,7 @@ def test_a_failed_write_of_the_job_record_leaves_the_queue_moving(tmp_path, monk
     assert spawned == [first, second]
     failed = manager.snapshot(first)
     assert failed.state == "failed" and "free space on" in failed.message and "Traceback" not in failed.message
-    assert manager.busy_jobs() == []
+    assert wait_for(lambda: manager.busy_jobs() == [], timeout=10)
 
 
 def test_stop_creates_its_stop_file_first_even_when_logging_fails(tmp_path, monkeypatch):
