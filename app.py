@@ -27,6 +27,10 @@ from pathlib import Path
 # the token saved on this machine (`hf auth login`) or the operator's; every call passes its token itself.
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No call home from the app or the workers it starts (they inherit this): gradio's analytics and version
+# check, and the Hub libraries' telemetry. A hosted app may have no route out, and the README promises it.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from training import redact  # noqa: E402
 from training.errors import UserError  # noqa: E402
@@ -55,6 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("LATHE_MAX_UPLOAD_MB", "100")),
         help="Largest data file the wizard accepts, in MB (default 100; env LATHE_MAX_UPLOAD_MB).",
+    )
+    hosting = parser.add_argument_group("hosting (see docs/hosting.md)")
+    hosting.add_argument(
+        "--public-url",
+        action="append",
+        default=env_list("LATHE_PUBLIC_URL", ","),
+        metavar="URL",
+        help="The address people open, e.g. https://lathe.example.com (repeatable; env LATHE_PUBLIC_URL). "
+        "Requests for any other host name, and from any other website, are refused.",
+    )
+    hosting.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=env_list("LATHE_TRUSTED_PROXY", ","),
+        metavar="IP",
+        help="A reverse proxy's address whose X-Forwarded-For/-Proto/-Host are believed (repeatable; env "
+        "LATHE_TRUSTED_PROXY). From anyone else those headers are ignored.",
+    )
+    hosting.add_argument(
+        "--data-dir",
+        action="append",
+        default=env_list("LATHE_DATA_DIRS", os.pathsep),
+        metavar="DIR",
+        help="A server folder the web UI may read data and models from, besides its uploads (repeatable; env "
+        "LATHE_DATA_DIRS). The command line reads any path.",
     )
     commands = parser.add_subparsers(dest="command")
 
@@ -143,10 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="Require `Authorization: Bearer KEY` on every request (needed for a --host other than loopback). "
         "Prefer env LATHE_API_KEY: a command line is visible to other users of the machine.",
     )
+    api.add_argument(
+        "--max-waiting",
+        type=int,
+        default=16,
+        help="Requests that may wait for the model while it answers another (default 16); more get 429.",
+    )
+    api.add_argument(
+        "--max-body-mb", type=float, default=4, help="Largest request body in MB (default 4); bigger get 413."
+    )
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
     return parser
+
+
+def env_list(name: str, separator: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(separator) if part.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,7 +450,18 @@ def command_serve_api(args) -> int:
     if not 1 <= args.api_port <= 65535:
         raise UserError(f"--port {args.api_port}: choose a port from 1 to 65535.")
     api_key = args.api_key or os.environ.get("LATHE_API_KEY") or None
-    serve(args.job_dir, args.api_host, args.api_port, not args.base, api_key, token=os.environ.get("HF_TOKEN"))
+    if args.max_waiting < 0 or args.max_body_mb <= 0:
+        raise UserError("--max-waiting must be 0 or more and --max-body-mb more than 0.")
+    serve(
+        args.job_dir,
+        args.api_host,
+        args.api_port,
+        not args.base,
+        api_key,
+        token=os.environ.get("HF_TOKEN"),
+        max_waiting=args.max_waiting,
+        max_body_mb=args.max_body_mb,
+    )
     return 0
 
 
@@ -443,8 +496,19 @@ def command_wizard(args) -> int:
     require_login_unless_local(args.host, auth)  # before the slow gradio import: a refusal comes at once
     from wizard.app import serve_wizard
 
-    manager = JobManager(args.jobs_dir)
-    serve_wizard(manager, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, auth=auth)
+    for folder in args.data_dir:
+        if not Path(folder).expanduser().is_dir():
+            raise UserError(f"--data-dir {folder}: no such folder. Give a folder that holds data files.")
+    serve_wizard(
+        JobManager(args.jobs_dir),
+        host=args.host,
+        port=args.port,
+        max_upload_mb=args.max_upload_mb,
+        auth=auth,
+        public_urls=tuple(args.public_url),
+        trusted_proxies=tuple(args.trusted_proxy),
+        data_dirs=tuple(args.data_dir),
+    )
     return 0
 
 

@@ -231,9 +231,15 @@ class ChatSession:
         return "".join(self.stream(messages, tuned=tuned, settings=settings))
 
     def stream(
-        self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None
+        self,
+        messages: list[Message],
+        tuned: bool = True,
+        settings: GenerationSettings | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated; `last_stats` is set when it ends."""
+        """Yield the reply piece by piece as it is generated; `last_stats` is set when it ends.
+
+        Setting `cancel` (from any thread) ends generation at the next token, as if the reply had ended."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -250,7 +256,8 @@ class ChatSession:
 
         class StopWhenAbandoned(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), abandoned.is_set(), device=input_ids.device)
+                stop = abandoned.is_set() or (cancel is not None and cancel.is_set())
+                return torch.full((input_ids.shape[0],), stop, device=input_ids.device)
 
         def generate():
             try:

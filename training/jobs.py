@@ -8,6 +8,7 @@ stays on disk, so closing the browser (or the CLI) never slows or stops training
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from training.events import Log, parse_event
 from training.jobdir import ACTIVE_STATES, FINAL_STATES, read_status, write_status
 from training.redact import redact
 from training.spec import JobSpec
+from training.web_paths import resolve_job_name
 
 logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +154,29 @@ def record_stop_request(job_dir: Path, requested_by: str | None) -> None:
     logger.info("%s: %s", job_dir.name, line)
 
 
+def stop_job_folder(job_dir: Path, requested_by: str | None) -> None:
+    """The stop file first (it is what stops the worker), then the log line; a log that cannot be written
+    (a full disk) does not keep the job running."""
+    try:
+        jobdir.request_stop(job_dir)
+    except OSError as error:
+        raise UserError(write_failure(error, job_dir) + " The job stops when its grace period ends.") from None
+    try:
+        record_stop_request(job_dir, requested_by)
+    except OSError as error:
+        logger.warning("%s: %s", job_dir.name, write_failure(error, job_dir))
+
+
+def write_failure(error: BaseException, folder: Path) -> str:
+    """A failed write in plain words."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return f"The disk is full: free space on the disk that holds {folder}, then resume the job."
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        return f"Could not write to {folder} ({reason}); check that its disk is mounted and writable."
+    return f"The job's supervisor failed: {type(error).__name__}: {error}"
+
+
 class _AttachedWorker:
     """A worker started by an earlier run of the app: watched by pid and start time, since it is not our child."""
 
@@ -216,7 +241,7 @@ class JobManager:
     def _attach(self, job_dir: Path, worker: _AttachedWorker) -> None:
         job = _Job(snapshot=JobSnapshot(job_id=job_dir.name, job_dir=str(job_dir)), process=worker)
         self._read_events(job)
-        job.thread = threading.Thread(target=self._watch, args=(job,), name=f"reattach-{job_dir.name}", daemon=True)
+        job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"reattach-{job_dir.name}", daemon=True)
         with self._lock:
             self._jobs[job_dir.name] = job
         job.thread.start()
@@ -256,7 +281,7 @@ class JobManager:
 
     def resume(self, job_id: str, secrets: dict[str, str] | None = None) -> str:
         """Continue a stopped, failed or interrupted job from its newest complete checkpoint."""
-        job_dir = self.jobs_dir / job_id
+        job_dir = resolve_job_name(self.jobs_dir, job_id)
         if not jobdir.is_job_dir(job_dir):
             raise UserError(f"There is no job called {job_id} in {self.jobs_dir}.")
         with self._lock:
@@ -351,7 +376,7 @@ class JobManager:
 
     def _load_finished(self, job_id: str) -> _Job:
         """A job from an earlier run of the app: replay its events from disk."""
-        job_dir = self.jobs_dir / job_id
+        job_dir = resolve_job_name(self.jobs_dir, job_id)
         if not jobdir.is_job_dir(job_dir):
             raise KeyError(f"no job called {job_id} in {self.jobs_dir}")
         job = _Job(snapshot=JobSnapshot(job_id=job_id, job_dir=str(job_dir)))
@@ -363,6 +388,20 @@ class JobManager:
         return job
 
     def _supervise(self, job: _Job) -> None:
+        """The job's thread: whatever goes wrong in it (a full disk while writing the job record), the job ends
+        marked done, so the jobs queued behind it still get their turn."""
+        try:
+            self._supervise_until_done(job)
+        except Exception as error:  # noqa: BLE001 - reported on the job; the thread must not die silently
+            message = redact(write_failure(error, Path(job.snapshot.job_dir)))
+            logger.error("%s: %s", job.snapshot.job_id, message)
+            job.snapshot = replace(job.snapshot, state="failed", phase="done", message=message)
+        finally:
+            job.done.set()
+
+    def _supervise_until_done(self, job: _Job) -> None:
+        if job.process is not None:  # re-attached to a worker an earlier run of the app started
+            return self._watch(job)
         while not self._my_turn(job):
             if job.stop_deadline is not None:  # stopped while still waiting: it never ran
                 self._finish_unstarted(job)
@@ -439,17 +478,16 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is None:
             # Started elsewhere (the CLI, an earlier run of the app): the cooperative stop still works
-            job_dir = self.jobs_dir / job_id
+            job_dir = resolve_job_name(self.jobs_dir, job_id)
             if read_status(job_dir).get("state") in ACTIVE_STATES:
-                record_stop_request(job_dir, requested_by)
-                jobdir.request_stop(job_dir)
+                stop_job_folder(job_dir, requested_by)
             return
         if job.done.is_set():
             return
-        record_stop_request(Path(job.snapshot.job_dir), requested_by)
-        jobdir.request_stop(job.snapshot.job_dir)
-        job.snapshot = replace(job.snapshot, stop_requested=True)
+        # The deadline first: even if no file can be written (a full disk), the grace period ends in SIGTERM
         job.stop_deadline = time.monotonic() + grace_seconds
+        job.snapshot = replace(job.snapshot, stop_requested=True)
+        stop_job_folder(Path(job.snapshot.job_dir), requested_by)
 
     def _escalate(self, job: _Job) -> None:
         """The grace period ran out: SIGTERM first (the worker saves and stops), then SIGKILL."""

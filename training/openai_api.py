@@ -11,6 +11,7 @@ field and the fix, so a client library raises its usual exception with our messa
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -32,6 +33,12 @@ from training.network import is_loopback
 log = logging.getLogger("lathe.api")
 
 DEFAULT_MAX_TOKENS = 512  # when a request names no limit; finish_reason "length" says when it was reached
+DEFAULT_MAX_WAITING = 16  # requests waiting for the model beyond the one generating; more get 429
+DEFAULT_MAX_BODY_MB = 4  # a request body over this is refused (413) before it is parsed
+# No tokenizer turns more than this many characters into one token on average, so a conversation longer than
+# window x this cannot fit and is refused before it is tokenized (tokenizing 20 MB took +3 GB).
+MAX_CHARS_PER_TOKEN = 32
+SHUTDOWN_GRACE_SECONDS = 2  # SIGTERM: open requests get this long, then they are cancelled
 # OpenAI options this server cannot honour: refused unless left at their "off" value, so no answer
 # silently differs from what the request asked for.
 UNSUPPORTED_UNLESS_OFF: dict[str, tuple] = {
@@ -100,7 +107,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # torch's seed range; beyond it a 400
     stream: bool | None = False
     stream_options: StreamOptions | None = None
 
@@ -108,12 +115,13 @@ class ChatRequest(BaseModel):
 class ApiError(Exception):
     """An error answered as OpenAI's error object."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
 
     def body(self) -> dict:
-        kind = {401: "authentication_error", 404: "invalid_request_error", 500: "server_error"}.get(
+        kind = {401: "authentication_error", 429: "rate_limit_error", 500: "server_error"}.get(
             self.status, "invalid_request_error"
         )
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
@@ -190,6 +198,15 @@ class ChatCompletions:
         asked = request.max_completion_tokens or request.max_tokens
         asked_field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         window = self.session.context_window
+        characters = sum(len(message["content"]) for message in messages)
+        if window and characters > window * MAX_CHARS_PER_TOKEN:
+            raise ApiError(
+                400,
+                f"messages: the conversation is {characters} characters, far more than this model's {window} "
+                "tokens can hold. Shorten it.",
+                param="messages",
+                code="context_length_exceeded",
+            )
         try:
             prompt = self.session.prompt_tokens(messages)
         except UserError as error:
@@ -218,11 +235,16 @@ class ChatCompletions:
             seed=request.seed,
         )
 
-    def complete(self, request: ChatRequest) -> dict:
+    def prepare(self, request: ChatRequest):
+        """Check the request and count its tokens (no generation): (messages, settings, include_usage)."""
         messages = [message.for_template() for message in request.messages]
         settings = self.settings(request, messages)
+        return messages, settings, bool(request.stream_options and request.stream_options.include_usage)
+
+    def complete(self, request: ChatRequest, cancel: threading.Event | None = None, prepared=None) -> dict:
+        messages, settings, _ = prepared or self.prepare(request)
         with self._lock:
-            text = self.session.reply(messages, tuned=self.tuned, settings=settings)
+            text = "".join(self.session.stream(messages, tuned=self.tuned, settings=settings, cancel=cancel))
             stats = self.session.last_stats
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -240,17 +262,15 @@ class ChatCompletions:
             "usage": usage(stats),
         }
 
-    def stream(self, request: ChatRequest) -> Iterator[str]:
+    def stream(self, request: ChatRequest, cancel: threading.Event | None = None, prepared=None) -> Iterator[str]:
         """Server-Sent Events: a role delta, content deltas, a finish_reason chunk, (usage), [DONE].
 
         The request is checked before the first byte (errors are a plain 400), so this returns a
         generator only once the request is known to be good."""
-        messages = [message.for_template() for message in request.messages]
-        settings = self.settings(request, messages)
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        return self._events(messages, settings, include_usage)
+        messages, settings, include_usage = prepared or self.prepare(request)
+        return self._events(messages, settings, include_usage, cancel)
 
-    def _events(self, messages, settings, include_usage: bool) -> Iterator[str]:
+    def _events(self, messages, settings, include_usage: bool, cancel=None) -> Iterator[str]:
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time())}
         head["model"] = self.model_id
 
@@ -260,7 +280,7 @@ class ChatCompletions:
 
         with self._lock:
             yield chunk({"role": "assistant", "content": ""})
-            pieces = self.session.stream(messages, tuned=self.tuned, settings=settings)
+            pieces = self.session.stream(messages, tuned=self.tuned, settings=settings, cancel=cancel)
             try:
                 for piece in pieces:
                     yield chunk({"content": piece})
@@ -291,13 +311,99 @@ def usage(stats) -> dict[str, int]:
     }
 
 
-def closing_event_stream(events: Iterator[str]):
-    """A text/event-stream response that closes `events` when it ends, however it ends.
+class ModelGate:
+    """One request generates at a time; up to `max_waiting` more wait in the event loop, holding no thread.
+
+    Waiting requests used to block worker threads on a lock: with ~45 of them the thread pool was used up and
+    the stream holding the lock never got a thread for its next chunk, so everything hung. Here a waiting
+    request is a coroutine on an asyncio.Lock; beyond the bound the answer is an immediate 429 with
+    Retry-After. Used from the event loop's thread only."""
+
+    def __init__(self, max_waiting: int = DEFAULT_MAX_WAITING):
+        import asyncio
+
+        self.max_waiting = max_waiting
+        self.admitted = 0  # generating + waiting
+        self._lock = asyncio.Lock()
+        self._cancels: set[threading.Event] = set()
+        self._turn_seconds = 5.0  # a running average of how long a turn takes, for Retry-After
+
+    def reserve(self) -> threading.Event:
+        """Take a place in the queue at once (or a 429); the Event returned cancels this turn's generation."""
+        if self.admitted > self.max_waiting:
+            retry = max(1, min(60, round(self._turn_seconds * self.admitted)))
+            raise ApiError(
+                429,
+                f"The model is busy: {self.admitted} requests are ahead (at most {self.max_waiting} wait). "
+                f"Retry in about {retry} s.",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(retry)},
+            )
+        self.admitted += 1
+        cancel = threading.Event()
+        cancel.started = None
+        self._cancels.add(cancel)
+        return cancel
+
+    async def enter(self, cancel: threading.Event) -> None:
+        """Wait for the model (a coroutine waiting on a lock, not a thread)."""
+        await self._lock.acquire()
+        cancel.started = time.monotonic()
+
+    def leave(self, cancel: threading.Event) -> None:
+        """Give back the place (and the model, if this request had its turn)."""
+        cancel.set()
+        self._cancels.discard(cancel)
+        self.admitted -= 1
+        if cancel.started is not None:
+            self._turn_seconds = 0.8 * self._turn_seconds + 0.2 * (time.monotonic() - cancel.started)
+            self._lock.release()
+
+    def cancel_all(self) -> None:
+        for cancel in list(self._cancels):
+            cancel.set()
+
+
+async def answer_unless_gone(request, cancel: threading.Event, work):
+    """Run `work` in a thread; if the client hangs up first, cancel it (at the next token) and answer nobody."""
+    import asyncio
+
+    import anyio
+    from fastapi.responses import Response
+
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(work))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.05)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                cancel.set()
+                with contextlib.suppress(Exception):
+                    await task  # generation stops at its next token; then the model is free
+                return Response(status_code=499)  # nobody reads it
+    finally:
+        cancel.set()  # also when this coroutine is cancelled (server shutdown)
+
+
+def close_when_idle(events: Iterator[str]) -> None:
+    """Close a generator that may still be running in another thread (it ends at the next token once its
+    cancel is set; closing it meanwhile raises 'generator already executing')."""
+    for _ in range(3000):
+        try:
+            events.close()
+            return
+        except ValueError:
+            time.sleep(0.01)
+
+
+def closing_event_stream(events: Iterator[str], cancel: threading.Event | None = None, on_close=None):
+    """A text/event-stream response that stops generating and closes `events` when it ends, however it ends.
 
     When a client hangs up, Starlette cancels the response; an async generator wrapped around `events`
     would be left for the garbage collector, which may finalise it much later, or inside ChatSession's
-    own generating thread. Closing it here, in a worker thread, stops ChatSession at its next token
-    and frees the model for the next request."""
+    own generating thread. Setting `cancel` stops ChatSession at its next token; closing the generator
+    in a worker thread then frees the model for the next request."""
     import anyio
     from fastapi.responses import StreamingResponse
 
@@ -306,35 +412,99 @@ def closing_event_stream(events: Iterator[str]):
             try:
                 await super().__call__(scope, receive, send)
             finally:
+                if cancel is not None:
+                    cancel.set()
                 with anyio.CancelScope(shield=True):  # runs while being cancelled
-                    await anyio.to_thread.run_sync(events.close)
+                    await anyio.to_thread.run_sync(close_when_idle, events)
+                    if on_close is not None:
+                        on_close()
 
     return Response(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def create_app(completions: ChatCompletions, api_key: str | None = None, created: int | None = None):
+class RequestLimits:
+    """Pure ASGI middleware: the API key, and the body size limit before anything parses the body.
+
+    Pure ASGI rather than FastAPI's @app.middleware("http"), which sits between a handler and the client's
+    disconnect message."""
+
+    def __init__(self, app, api_key: str | None, max_body_bytes: int):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        # constant time: the key cannot be guessed byte by byte
+        if self.expected is not None and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+            message = "Missing or wrong API key: send `Authorization: Bearer <key>`."
+            return await send_error(send, ApiError(401, message, code="invalid_api_key"))
+        limit_mb = self.max_body_bytes / 2**20
+        too_large = ApiError(
+            413,
+            f"The request body is over this server's {limit_mb:g} MB limit (--max-body-mb). Send a shorter "
+            "conversation.",
+            code="request_too_large",
+        )
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body_bytes:
+            return await send_error(send, too_large)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:  # a chunked body that never said its length
+                from starlette.exceptions import HTTPException
+
+                raise HTTPException(413, too_large.message)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def send_error(send, error: ApiError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    completions: ChatCompletions,
+    api_key: str | None = None,
+    created: int | None = None,
+    max_waiting: int = DEFAULT_MAX_WAITING,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+):
     """The FastAPI app. `api_key`: when set, every request needs `Authorization: Bearer <key>`."""
+    import contextlib as context
+
     import anyio
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
-    app = FastAPI(title="Lathe OpenAI-compatible API", docs_url=None, redoc_url=None, openapi_url=None)
+    gate = ModelGate(max_waiting)  # its asyncio.Lock binds to the server's loop when first used
+
+    @context.asynccontextmanager
+    async def lifespan(app):
+        yield
+        gate.cancel_all()  # shutting down: stop generating now rather than at the end of the reply
+
+    app = FastAPI(
+        title="Lathe OpenAI-compatible API", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.add_middleware(RequestLimits, api_key=api_key, max_body_bytes=int(max_body_mb * 2**20))
     created = created or int(time.time())
-    expected = f"Bearer {api_key}".encode() if api_key else None
 
     def error_response(error: ApiError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
-
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):
-        if expected is not None:
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):  # constant time: the key cannot be guessed byte by byte
-                message = "Missing or wrong API key: send `Authorization: Bearer <key>`."
-                return error_response(ApiError(401, message, code="invalid_api_key"))
-        return await call_next(request)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
@@ -348,6 +518,8 @@ def create_app(completions: ChatCompletions, api_key: str | None = None, created
     async def http_error(request: Request, error: HTTPException):
         if error.status_code == 404:
             message = f"No route {request.url.path}. This server has GET /v1/models and POST /v1/chat/completions."
+        elif error.status_code == 413:
+            message = str(error.detail)
         else:
             message = f"{request.method} {request.url.path}: {error.detail}"
         return error_response(ApiError(error.status_code, message))
@@ -357,31 +529,42 @@ def create_app(completions: ChatCompletions, api_key: str | None = None, created
         log.error("request failed: %s: %s", type(error).__name__, error)  # the message, never a traceback
         return error_response(ApiError(500, f"The server failed to answer: {type(error).__name__}: {error}"))
 
+    # async: these answer in the event loop, needing no worker thread, however busy the model is
     @app.get("/v1/models")
-    def list_models():
+    async def list_models():
         model = {"id": completions.model_id, "object": "model", "created": created, "owned_by": "lathe"}
         return {"object": "list", "data": [model]}
 
     @app.get("/v1/models/{model_id}")
-    def get_model(model_id: str):
+    async def get_model(model_id: str):
         if model_id != completions.model_id:
             raise ApiError(404, f"The model `{model_id}` does not exist here.", param="model", code="model_not_found")
         return {"id": completions.model_id, "object": "model", "created": created, "owned_by": "lathe"}
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatRequest):
+    async def chat_completions(request: ChatRequest, http: Request):
+        cancel = gate.reserve()  # a full queue answers at once, before the prompt is even tokenized
+        handed_over = False
         try:
-            if not request.stream:
-                return await anyio.to_thread.run_sync(completions.complete, request)
-            events = await anyio.to_thread.run_sync(completions.stream, request)
+            prepared = await anyio.to_thread.run_sync(completions.prepare, request)
+            await gate.enter(cancel)
+            if request.stream:
+                events = completions.stream(request, cancel, prepared)
+                handed_over = True  # the response leaves the gate when it ends
+                return closing_event_stream(events, cancel, on_close=lambda: gate.leave(cancel))
+            return await answer_unless_gone(http, cancel, lambda: completions.complete(request, cancel, prepared))
         except (ApiError, anyio.get_cancelled_exc_class()):
             raise
         except Exception as error:  # noqa: BLE001 - answered as OpenAI's error object, logged in one line
             log.error("generation failed: %s: %s", type(error).__name__, error)
             raise ApiError(500, f"Generation failed: {type(error).__name__}: {error}") from None
+        finally:
+            if not handed_over:
+                gate.leave(cancel)
 
-        return closing_event_stream(events)
-
+    # `from __future__ import annotations` makes "Request" a string that FastAPI looks up in this module's
+    # globals, where it is not (fastapi is imported only when serving): give FastAPI the class itself
+    chat_completions.__annotations__["http"] = Request
+    app.post("/v1/chat/completions")(chat_completions)
     return app
 
 
@@ -402,7 +585,16 @@ def load(job_dir: str | Path, tuned: bool = True, token: str | None = None) -> C
     return ChatCompletions(session, model_id_for(job_dir, tuned), tuned)
 
 
-def serve(job_dir: str | Path, host: str, port: int, tuned: bool, api_key: str | None, token: str | None) -> None:
+def serve(
+    job_dir: str | Path,
+    host: str,
+    port: int,
+    tuned: bool,
+    api_key: str | None,
+    token: str | None,
+    max_waiting: int = DEFAULT_MAX_WAITING,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+) -> None:
     import uvicorn
 
     check_exposure(host, api_key)
@@ -416,5 +608,13 @@ def serve(job_dir: str | Path, host: str, port: int, tuned: bool, api_key: str |
         f"{'API key required' if api_key else 'no API key'}). Ctrl-C stops.",
         flush=True,
     )
-    # server_header off: no need to tell the internet which server this is
-    uvicorn.run(create_app(completions, api_key), host=host, port=port, log_level="info", server_header=False)
+    app = create_app(completions, api_key, max_waiting=max_waiting, max_body_mb=max_body_mb)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,  # no need to tell the internet which server this is
+        proxy_headers=False,  # the client address is the peer's; nothing here trusts X-Forwarded-For
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,  # SIGTERM: open requests are cancelled after this
+    )

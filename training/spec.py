@@ -500,15 +500,54 @@ def describe_errors(error: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
+MAX_SPEC_BYTES = 256 * 1024  # a full spec is ~2 KB; a 50 MB one took minutes and +2.8 GB to parse
+MAX_SPEC_DEPTH = 10  # sections hold fields, a few hold a list or a mapping: nothing nests deeper
+
+
 def load_spec(path: str | Path) -> JobSpec:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Spec file not found: {path}. Check the path.")
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise UserError(
+            f"{path} is {size / 2**20:.1f} MB; a job spec is at most {MAX_SPEC_BYTES // 1024} KB "
+            "(a few lines per section). Check that this is the spec file."
+        )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if flow_nesting(text) > MAX_SPEC_DEPTH:  # before PyYAML, which took 30 s on 20,000 nested brackets
+            raise RecursionError
+        data = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    except RecursionError:  # PyYAML builds nested values recursively
+        raise UserError(f"{path} nests deeper than a job spec can (at most {MAX_SPEC_DEPTH} levels).") from None
+    except ValueError as error:  # e.g. a number of more than 4,300 digits (Python's int limit)
+        raise UserError(f"{path} holds a value that cannot be read: {str(error).splitlines()[0][:160]}") from None
+    if nesting(data) > MAX_SPEC_DEPTH:
+        raise UserError(f"{path} nests deeper than a job spec can (at most {MAX_SPEC_DEPTH} levels).")
     return parse_spec(data)
+
+
+def flow_nesting(text: str) -> int:
+    """The deepest run of unclosed [ and { in the text (a cheap bound, quotes ignored)."""
+    depth = deepest = 0
+    for character in text:
+        if character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def nesting(value: Any, level: int = 0) -> int:
+    """How deep lists and mappings nest (stops counting past MAX_SPEC_DEPTH)."""
+    if level > MAX_SPEC_DEPTH or not isinstance(value, dict | list):
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max((nesting(item, level + 1) for item in items), default=level + 1)
 
 
 def field_help() -> list[tuple[str, str]]:

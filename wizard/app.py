@@ -14,6 +14,7 @@ import gradio as gr
 from training import jobdir
 from training.jobs import JobManager
 from training.presets import example_jobs
+from training.web_paths import WebRoots
 from wizard import chat, monitor, publish, results, walkthrough
 from wizard.auth import Authenticator
 from wizard.form import SpecForm
@@ -22,9 +23,12 @@ from wizard.steps import data, hyperparameters, launch, model, preview
 from wizard.walkthrough import STEP_DATA, STEP_HYPER, STEP_LAUNCH, STEP_MODEL, STEP_PREVIEW
 
 
-def build_ui(manager: JobManager) -> gr.Blocks:
-    form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}))
-    with gr.Blocks(title="Lathe") as demo:
+def build_ui(manager: JobManager, data_dirs=(), never_read=()) -> gr.Blocks:
+    uploads = manager.jobs_dir.parent / "uploads"
+    # What a web user's paths may name: the uploads, the operator's --data-dir folders (never the login file)
+    roots = WebRoots.make(uploads, manager.jobs_dir, data_dirs, never_read)
+    form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}), roots)
+    with gr.Blocks(title="Lathe", analytics_enabled=False) as demo:
         token = gr.State("")  # server-side, per browser session
         gr.Markdown("# Lathe\nFine-tune an open LLM in five steps, then chat with it.")
         with gr.Tabs():
@@ -34,7 +38,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                         model_step = model.build(form)
                         nexts, backs = {STEP_MODEL: gr.Button("Next", variant="primary")}, {}
                     with gr.Step("Dataset & task", id=STEP_DATA):
-                        data_step = data.build(form, manager.jobs_dir.parent / "uploads")
+                        data_step = data.build(form, uploads)
                         nexts[STEP_DATA] = back_and_next(STEP_DATA, backs)
                     with gr.Step("Hyperparameters", id=STEP_HYPER):
                         preset = hyperparameters.build(form)
@@ -89,9 +93,14 @@ def serve_wizard(
     block: bool = True,
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
     auth: Authenticator | None = None,
+    public_urls: tuple[str, ...] = (),
+    trusted_proxies: tuple[str, ...] = (),
+    data_dirs: tuple[str, ...] = (),
 ) -> gr.Blocks:
-    """Serve the wizard (blocking unless `block=False`, which returns the running app, as the tests use it)."""
-    prepare_server(manager, host, auth)
-    demo = build_ui(manager)
-    demo.queue().launch(**launch_options(manager, host, port, block, max_upload_mb, auth))
+    """Serve the wizard (blocking unless `block=False`, which returns the running app, as the tests use it).
+    `public_urls`: the addresses people reach it by through a proxy; `trusted_proxies`: whose X-Forwarded-*
+    headers are believed; `data_dirs`: folders a web user may read data from besides the uploads."""
+    policy = prepare_server(manager, host, auth, public_urls, trusted_proxies)
+    demo = build_ui(manager, data_dirs, never_read=[auth.path] if auth and auth.path else [])
+    demo.queue().launch(**launch_options(manager, host, port, block, max_upload_mb, auth, policy))
     return demo

@@ -161,15 +161,16 @@ class LoginLimiter:
 class Authenticator:
     """gradio's `auth=` callable: checks the password against the auth file, throttled by a LoginLimiter."""
 
-    def __init__(self, users: dict[str, str], limiter: LoginLimiter | None = None):
+    def __init__(self, users: dict[str, str], limiter: LoginLimiter | None = None, path: Path | None = None):
         self.users = users
+        self.path = path  # the login file: the web UI never reads it, whatever folders it may read
         self.limiter = limiter or LoginLimiter()
         # Unknown usernames are checked against this hash, so a reply never reveals whether a user exists
         self._decoy = hash_password(secrets.token_urlsafe(16))
 
     @classmethod
     def from_file(cls, path: str | Path, limiter: LoginLimiter | None = None) -> Authenticator:
-        return cls(read_auth_file(path), limiter)
+        return cls(read_auth_file(path), limiter, Path(path))
 
     def login_help(self) -> str:
         """Shown on the login page: it is the only place a person in a browser learns about the pause."""

@@ -90,7 +90,7 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
         "same message. Each reply shows its time to first token and tokens per second."
     )
     with gr.Row():
-        job = gr.Dropdown(choices=manager.list_jobs(), label="Job", scale=3, allow_custom_value=True)
+        job = gr.Dropdown(choices=[], label="Job", scale=3, allow_custom_value=True)  # filled on load, after login
         load = gr.Button("Load", scale=1)
     status = gr.Markdown()
     with gr.Accordion("System prompt and generation settings", open=False):

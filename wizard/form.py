@@ -23,6 +23,7 @@ from training.spec import (
     parse_field_map,
     parse_spec,
 )
+from training.web_paths import WebRoots, web_path_problems
 
 # Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
 STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP, HUB_DATASET = (
@@ -55,8 +56,9 @@ def value_at(spec: JobSpec, path: str) -> Any:
 
 
 class SpecForm:
-    def __init__(self, base: JobSpec):
+    def __init__(self, base: JobSpec, roots: WebRoots | None = None):
         self.base = base
+        self.roots = roots  # set in the web UI: the only folders its paths may reach (training.web_paths)
         self.components: dict[str, gr.components.Component] = {}
         self.help_text: dict[str, str] = {}  # restored under a field once its problem is fixed
         # Optional numbers that must be at least 1: a browser shows the empty value as 0 and sends 0 back,
@@ -152,7 +154,9 @@ class SpecForm:
     def build(self, values: Sequence[Any]) -> tuple[JobSpec | None, list[tuple[str, str]]]:
         """The spec these values describe, or every problem as (field path, message)."""
         try:
-            return parse_spec(apply_overrides(self.base.model_dump(mode="json"), self.overrides(values))), []
+            spec = parse_spec(apply_overrides(self.base.model_dump(mode="json"), self.overrides(values)))
+            confined = web_path_problems(spec, self.roots) if self.roots else []
+            return (None, confined) if confined else (spec, [])
         except SpecError as error:
             return None, error.problems
         except UserError as error:

@@ -13,7 +13,9 @@ import gradio as gr
 import pandas as pd
 
 from training import jobdir
+from training.errors import UserError
 from training.jobs import JobManager, JobSnapshot
+from wizard.plain import as_text
 
 POLL_SECONDS = 1.0
 LOG_LINES = 30
@@ -54,7 +56,7 @@ def status_markdown(snapshot: JobSnapshot) -> str:
     if snapshot.stop_requested and snapshot.state == jobdir.RUNNING:
         text += " — stopping after this step…"
     if snapshot.state in (jobdir.FAILED, jobdir.INTERRUPTED):
-        text += f"\n\n⚠ {snapshot.message} {snapshot.hint}"
+        text += f"\n\n⚠ {as_text(snapshot.message)} {as_text(snapshot.hint)}"  # text from errors: inert
     if snapshot.output_dir and snapshot.reward_accuracy:
         text += f"\n\nSaved to `{snapshot.output_dir}`. A reward model scores answers: `python app.py score`."
     elif snapshot.output_dir:
@@ -111,7 +113,15 @@ def render(manager: JobManager, job_id: str | None) -> list:
     try:
         snapshot = manager.snapshot(job_id)
     except KeyError:
-        return [f"No job called {html.escape(job_id)}.", "", None, None, None, gr.LinePlot(visible=False), ""]
+        return [
+            f"No job called {html.escape(job_id[:80])}; pick one from the list.",
+            "",
+            None,
+            None,
+            None,
+            gr.LinePlot(visible=False),
+            "",
+        ]
     logs = "\n".join(snapshot.logs[-LOG_LINES:])
     position = manager.queue_position(job_id)
     status = status_markdown(snapshot)
@@ -149,7 +159,9 @@ def requested_by(request: gr.Request | None) -> str:
 
 
 def build(manager: JobManager) -> Monitor:
-    job = gr.Dropdown(choices=manager.list_jobs(), label="Job (all jobs in the jobs folder)", allow_custom_value=True)
+    # Empty until the page loads (the load event fills it, after the login): the page itself, which gradio
+    # serves before the login with a description of every component, names no job
+    job = gr.Dropdown(choices=[], label="Job (all jobs in the jobs folder)", allow_custom_value=True)
     status = gr.Markdown()
     progress = gr.HTML()
     with gr.Row():
@@ -187,9 +199,18 @@ def build(manager: JobManager) -> Monitor:
         return gr.Group(visible=True), stop_question(snapshot)
 
     def stop_job(job_id, request: gr.Request):
+        problem = None
         if job_id:
-            manager.stop(job_id, requested_by=requested_by(request))
-        return [*render(manager, job_id), gr.Group(visible=False)]
+            try:
+                manager.stop(job_id, requested_by=requested_by(request))
+            except KeyError:  # not a job name: render() says so
+                pass
+            except UserError as error:  # e.g. a full disk: say so above the job's status
+                problem = f"⚠ {error}"
+        view = render(manager, job_id)
+        if problem:
+            view[0] = f"{problem}\n\n{view[0]}"
+        return [*view, gr.Group(visible=False)]
 
     timer.tick(refresh, inputs=job, outputs=monitor.view, api_name="job_view", show_progress="hidden")
     job.change(refresh, inputs=job, outputs=monitor.view, api_visibility="private")

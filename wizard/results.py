@@ -7,7 +7,10 @@ job finished, or now with "Evaluate"), zip downloads of the adapter and of a mer
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +20,10 @@ import gradio as gr
 from training import jobdir
 from training.errors import UserError
 from training.jobs import JobManager
+from wizard.plain import as_text
 
 # Zips are written outside the job folders, in the temp folder gradio may serve downloads from
-EXPORTS = Path(tempfile.gettempdir()) / "lathe-exports"
+EXPORT_MAX_AGE_SECONDS = 3600  # a download link older than this has been used or abandoned
 
 
 @dataclass
@@ -79,9 +83,9 @@ def evaluation_markdown(job_dir: Path) -> str:
     for side, table in report.confusion.items():
         labels = sorted({*table, *(p for row in table.values() for p in row)})
         lines += ["", f"**Confusion ({side})**: rows are the right label, columns the model's answer", ""]
-        lines += ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        lines += ["| | " + " | ".join(_cell(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
         for gold, row in table.items():
-            lines.append(f"| **{gold}** | " + " | ".join(str(row.get(p, 0)) for p in labels) + " |")
+            lines.append(f"| **{_cell(gold)}** | " + " | ".join(str(row.get(p, 0)) for p in labels) + " |")
     if report.samples:
         lines += ["", "| prompt | expected | base | tuned |", "|---|---|---|---|"]
         lines += [
@@ -97,7 +101,8 @@ def _improved(metric: str, base: float, tuned: float) -> bool:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:200]
+    """A table cell of text from the data or the model: shown as text, never as live HTML, images or links."""
+    return as_text(text.replace("\n", " ")[:200])
 
 
 def known_job_dir(manager: JobManager, job_id: str | None) -> Path:
@@ -142,6 +147,7 @@ def export_zip(manager: JobManager, job_id: str | None, merged: bool, secret: st
     from training.export import export_adapter, export_merged, zip_folder
 
     kind = "merged" if merged else "adapter"
+    folder = None
     try:
         job_dir = known_job_dir(manager, job_id)
         folder = Path(tempfile.mkdtemp(prefix=f"{job_id}-{kind}-", dir=_exports()))
@@ -150,13 +156,26 @@ def export_zip(manager: JobManager, job_id: str | None, merged: bool, secret: st
         else:
             export_adapter(job_dir, folder / f"{job_id}-{kind}")
     except UserError as error:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         raise gr.Error(str(error)) from None
-    return str(zip_folder(folder / f"{job_id}-{kind}", folder / f"{job_id}-{kind}.zip"))
+    archive = zip_folder(folder / f"{job_id}-{kind}", folder / f"{job_id}-{kind}.zip")
+    shutil.rmtree(folder / f"{job_id}-{kind}", ignore_errors=True)  # the zip is the one copy kept
+    return str(archive)
 
 
 def _exports() -> Path:
-    EXPORTS.mkdir(parents=True, exist_ok=True)
-    return EXPORTS
+    """Inside gradio's own file folder, so gradio serves the zip where it is instead of copying it; exports
+    older than an hour are deleted whenever a new one is made."""
+    from gradio.utils import get_upload_folder
+
+    exports = Path(get_upload_folder()) / "lathe-exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    for old in exports.iterdir():
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > EXPORT_MAX_AGE_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+    return exports
 
 
 def connect(tab: ResultsTab, manager: JobManager, token: gr.State) -> None:
