@@ -11,9 +11,9 @@ from helpers import wait_for
 
 from training import jobs
 from training.errors import UserError
+from training.jobdir import STOP as STOP_FILE
 from training.jobs import JobManager
 from training.spec import JobSpec
-from training.jobdir import STOP as STOP_FILE
 
 
 def disk_full(*args, **kwargs):
