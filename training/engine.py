@@ -26,12 +26,13 @@ from transformers import (
     TrainerCallback,
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
 from training.data.load import data_summary
+from training.data.masking import prepare_sft
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
@@ -139,8 +140,18 @@ def to_reward_config(
     return RewardConfig(**training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding))
 
 
-CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config}
-TRAINER_FOR = {"sft": SFTTrainer, "dpo": DPOTrainer, "reward": RewardTrainer}
+def to_kto_config(
+    spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool, sharding=None
+):
+    # KTOConfig's own default sampler is sequential, which its KL estimate needs (it pairs neighbours in a batch)
+    return KTOConfig(
+        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding),
+        beta=spec.method.dpo_beta,
+    )
+
+
+CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config, "kto": to_kto_config}
+TRAINER_FOR = {"sft": SFTTrainer, "dpo": DPOTrainer, "reward": RewardTrainer, "kto": KTOTrainer}
 
 
 def load_model(spec: JobSpec, plan: Plan, token: str | None):
@@ -177,8 +188,14 @@ def load_model(spec: JobSpec, plan: Plan, token: str | None):
 def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_data, callbacks, output_dir: Path):
     """The TRL trainer for the spec's objective, over a loaded model (see `load_model`)."""
     objective = spec.method.objective
+    counts = None
     if objective == "sft":
         score_only_labelled_positions()
+        # Our one masking function tokenizes and labels the rows (every assistant turn, windows of long
+        # documents, rows cut to the context); TRL keeps a dataset with `labels` as it is
+        train_data, eval_data, counts = prepare_sft(
+            tokenizer, train_data, eval_data, spec.data.train_on, spec.hyperparameters.context_length
+        )
     unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
     sharding = None
@@ -196,7 +213,18 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         callbacks=callbacks,
     )
     reproducible_length_grouping(trainer, spec.hyperparameters.seed)
+    trainer.lathe_data_counts = counts  # what became of each row; run_job saves it in data.json
     return trainer
+
+
+def describe_counts(counts: dict) -> str:
+    text = (
+        f"{counts['kept']} rows fit, {counts['truncated']} cut at the context length, "
+        f"{counts['dropped']} dropped (the prompt alone fills the context)"
+    )
+    if counts["documents_split"]:
+        text += f", {counts['documents_split']} long documents split into context-sized windows"
+    return text + "".join(f"; {n} rows: {note}" for note, n in counts.get("notes", {}).items())
 
 
 def is_sharded(spec: JobSpec) -> bool:
@@ -421,6 +449,12 @@ def run_job(
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / "tensorboard")
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
     trainer = build_trainer(spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / "checkpoints")
+    if trainer.lathe_data_counts:
+        trained = trainer.lathe_data_counts
+        emit(Log(message="data as trained: " + describe_counts(trained["train"])))
+        if rank() == 0:
+            summary = json.loads((job_dir / "data.json").read_text())
+            (job_dir / "data.json").write_text(json.dumps(summary | {"trained": trained}, indent=1))
     if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
         write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, train_data, eval_data)
     checkpoint = latest_complete_checkpoint(job_dir) if resume else None

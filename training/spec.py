@@ -87,12 +87,24 @@ class DataSection(_Section):
         "summarization",
         "classification",
         "text",
+        "unpaired_preference",
     ] = Field("auto", description="How the rows are laid out; auto detects it from the column names.")
     task: Literal["auto", "chat", "classification", "summarization", "qa", "language_modeling", "preference"] = Field(
         "auto", description="What the model learns; auto follows the format (e.g. text/label -> classification)."
     )
     field_map: dict[str, str] = Field(
         {}, description="Which column plays which role when the names differ, e.g. {text: review, label: sentiment}."
+    )
+    train_on: Literal["all_assistant_turns", "last_assistant_turn"] = Field(
+        "all_assistant_turns",
+        description="Chat data: learn every assistant answer of a conversation (user turns are never trained), "
+        "or only the last one.",
+    )
+    system_prompt: str | None = Field(
+        None,
+        max_length=4000,
+        description="A system message for every conversation that has none (instead of the chat template's "
+        "default); a row's own 'system' field wins.",
     )
 
 
@@ -105,10 +117,10 @@ class MethodSection(_Section):
         description="lora trains small adapters (fast, light); qlora does so over a 4-bit base (least memory); "
         "full updates every weight (most memory).",
     )
-    objective: Literal["sft", "dpo", "reward"] = Field(
+    objective: Literal["sft", "dpo", "reward", "kto"] = Field(
         "sft",
         description="sft learns from example answers; dpo learns from pairs of a better and a worse answer; "
-        "reward trains a model that scores answers (for RLHF).",
+        "reward trains a model that scores answers (for RLHF); kto learns from single answers marked good or bad.",
     )
     lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank: adapter size. 8-32 suits most jobs.")
     lora_alpha: int = Field(32, ge=1, le=4096, description="LoRA scaling; about twice the rank is a good start.")
@@ -128,7 +140,10 @@ class MethodSection(_Section):
         "auto", description="QLoRA: number format the 4-bit weights are computed in; auto follows the precision."
     )
     dpo_beta: float = Field(
-        0.1, gt=0.0, le=10.0, description="DPO: how far the model may move from where it started; 0.1 is typical."
+        0.1,
+        gt=0.0,
+        le=10.0,
+        description="DPO and KTO: how far the model may move from where it started; 0.1 is typical.",
     )
 
     @field_validator("target_modules")
