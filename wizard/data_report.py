@@ -10,7 +10,17 @@ def preview_html(examples) -> str:
     blocks = []
     for example in examples:
         prompt, better = html.escape(example.prompt), html.escape(example.completion)
-        if example.rejected is None:
+        if example.pieces:  # every trained span of a conversation highlighted, not only the last answer
+            marked = "".join(
+                f"<mark>{html.escape(text)}</mark>" if trained else html.escape(text)
+                for text, trained in example.pieces
+            )
+            blocks.append(f"<pre class='lathe-example'>{marked}</pre>")
+        elif example.label is not None:
+            kind = "desirable: pushed up" if example.label else "undesirable: pushed down"
+            tag = "mark" if example.label else "del"
+            blocks.append(f"<pre class='lathe-example'>{prompt}<{tag}>{better}</{tag}></pre><p>({kind})</p>")
+        elif example.rejected is None:
             blocks.append(f"<pre class='lathe-example'>{prompt}<mark>{better}</mark></pre>")
         else:
             worse = html.escape(example.rejected)
@@ -33,6 +43,8 @@ def report_html(report) -> str:
             f"<b>{html.escape(loaded.format_label)}</b> · task {html.escape(loaded.task or '-')} · "
             f"{len(loaded.examples)} kept, {loaded.dropped} dropped</p>"
         )
+        if loaded.reading:
+            parts.append(f"<p>Read as {html.escape(loaded.reading)}.</p>")
         if loaded.labels:
             labels = ", ".join(f"{html.escape(label)} ({n})" for label, n in loaded.labels.items())
             parts.append(f"<p>Labels: {labels}</p>")
@@ -42,6 +54,10 @@ def report_html(report) -> str:
             f"<p>Tokens per row: min {stats['min']}, median {stats['median']}, p95 {stats['p95']}, max {stats['max']}"
             f" (context length {report.context_length})</p>"
         )
+    if report.trained:
+        parts.append(f"<p>{html.escape(report.describe_trained()[0].upper() + report.describe_trained()[1:])}.</p>")
+    if report.validation_rows:
+        parts.append(f"<p>Validation: {report.validation_rows} rows held out of training (Validation split).</p>")
     problems = report.all_problems
     if problems:
         rows = "".join(

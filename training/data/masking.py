@@ -65,6 +65,7 @@ class Prepared:
     truncated_at: list[int] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     problems: list[tuple[int, TemplateProblem]] = field(default_factory=list)  # rows the template cannot render
+    lengths: list[int] = field(default_factory=list)  # each row's tokens before any cut
 
     def counts(self) -> dict[str, int]:
         return {
@@ -280,6 +281,7 @@ def sft_rows(tokenizer, examples, train_on: str, context_length: int) -> Prepare
         except TemplateProblem as problem:
             prepared.problems.append((index, problem))
             continue
+        prepared.lengths.append(len(labelled.input_ids))
         if labelled.note:
             prepared.notes[labelled.note] += 1
         is_document = "text" in example and "prompt" not in example

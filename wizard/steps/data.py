@@ -46,6 +46,8 @@ PATHS = [
     "data.validation_split",
     "data.validation_source",
     "data.max_rows",
+    "data.train_on",
+    "data.system_prompt",
 ]
 PREVIEW_ROWS = 3
 ALLOWED_TYPES = ", ".join(SUFFIXES[:-1]) + " or " + SUFFIXES[-1]
@@ -179,6 +181,9 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             info="Keeps the model's general knowledge while it learns your data.",
         ),
     )
+    with gr.Row():
+        form.field("data.train_on", label="Train on (chat data)")
+        form.field("data.system_prompt", label="System prompt (optional)")
     with gr.Row():
         form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
         form.field("data.validation_source", label="Or separate validation data")
