@@ -55,7 +55,11 @@ class DataSection(_Section):
         description="More sources mixed into training, e.g. demo:general so the model keeps its general skills.",
     )
     validation_split: float = Field(
-        0.0, ge=0.0, le=0.5, description="Share of rows held out to measure validation loss (0 = none)."
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description="Share of rows held out to measure validation loss (0 = none). Data with fewer than 40 rows "
+        "is too small to spare any: nothing is held out then, and the check says so.",
     )
     validation_source: str | None = Field(
         None,

@@ -56,8 +56,8 @@ def report_html(report) -> str:
         )
     if report.trained:
         parts.append(f"<p>{html.escape(report.describe_trained()[0].upper() + report.describe_trained()[1:])}.</p>")
-    if report.validation_rows:
-        parts.append(f"<p>Validation: {report.validation_rows} rows held out of training (Validation split).</p>")
+    if report.validation:
+        parts.append(f"<p>Validation: {html.escape(report.validation)}.</p>")
     problems = report.all_problems
     if problems:
         rows = "".join(

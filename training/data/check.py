@@ -32,7 +32,7 @@ class Report:
     context_length: int = 0
     preview: list[RenderedExample] = field(default_factory=list)
     trained: dict[str, int] = field(default_factory=dict)  # SFT: kept / truncated / dropped, as the trainer counts
-    validation_rows: int = 0  # rows held out of training to measure validation loss
+    validation: str = ""  # what is held out to measure validation loss, in words
 
     @property
     def all_problems(self) -> list[tuple[str, Problem]]:
@@ -108,8 +108,8 @@ class Report:
                 lines.append(f"  {start:>6}-{end:<6} {'#' * max(1, round(30 * count / peak))} {count}")
         if self.trained:
             lines.append(self.describe_trained())
-        if self.validation_rows:
-            lines.append(f"validation: {self.validation_rows} rows held out (data.validation_split)")
+        if self.validation:
+            lines.append(f"validation: {self.validation}")
         problems = self.all_problems
         if problems:
             lines.append(f"{len(self.errors)} error(s), {len(problems) - len(self.errors)} warning(s):")
@@ -206,6 +206,7 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
             )
     _duplicates(report, examples)
     _overlap(report, [ex for _, _, ex in examples], spec)
+    report.validation = _validation_plan(spec, len(examples))
     tokenizer = load_tokenizer(spec, token)
     train_on = spec.data.train_on
     report.preview = _previews(tokenizer, [ex for _, _, ex in examples[:preview_rows]], train_on)
@@ -257,7 +258,6 @@ def _count_as_trained(report: Report, tokenizer, measured: list[tuple[str, str, 
     context = spec.hyperparameters.context_length
     prepared = sft_rows(tokenizer, [ex for _, _, ex in measured], spec.data.train_on, context)
     report.trained = prepared.counts() | {"windows": prepared.windows}
-    report.validation_rows = len(split_rows(measured, spec.data.validation_split, spec.hyperparameters.seed)[1])
     for index, problem in prepared.problems:
         report.problems.append(Problem(problem.rule, measured[index][1], problem.message, problem.fix))
     for note, count in prepared.notes.items():
@@ -286,6 +286,20 @@ def _count_as_trained(report: Report, tokenizer, measured: list[tuple[str, str, 
                 "warning",
             )
         )
+
+
+def _validation_plan(spec: JobSpec, rows: int) -> str:
+    from training.data.load import MIN_ROWS_TO_HOLD_OUT
+
+    data = spec.data
+    if data.validation_source:
+        return f"the separate source {data.validation_source}"
+    if data.validation_split == 0:
+        return "none held out (data.validation_split is 0): the evaluation will use training rows"
+    if rows < MIN_ROWS_TO_HOLD_OUT:
+        return f"none held out: {rows} rows are fewer than {MIN_ROWS_TO_HOLD_OUT}, too few to spare any"
+    held = len(split_rows(list(range(rows)), data.validation_split, spec.hyperparameters.seed)[1])
+    return f"{held} of {rows} rows held out ({data.validation_split:.0%}, data.validation_split)"
 
 
 def _key(example: dict) -> str:

@@ -239,9 +239,12 @@ def _fill_placeholders(value: Any, name: str, maker: str) -> Any:
     return value
 
 
+MIN_ROWS_TO_HOLD_OUT = 40  # below this a 10% split is a handful of rows: a noisy curve bought with training data
+
+
 def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     """A deterministic validation split: the same seed always holds out the same rows."""
-    if ratio == 0 or len(rows) < 2:
+    if ratio == 0 or len(rows) < MIN_ROWS_TO_HOLD_OUT:
         return rows, []
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)

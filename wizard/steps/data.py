@@ -103,6 +103,10 @@ def discard_upload(uploaded: Path) -> None:
         uploaded.parent.rmdir()
 
 
+def mix_in_by_default(kind: str, demo: str) -> bool:
+    return kind == SOURCE_DEMO and demo == "identity"
+
+
 def render_preview(form: SpecForm, values, token: str | None = None) -> str:
     from training.data.check import check_data  # imports transformers: only when asked
 
@@ -131,7 +135,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         ),
     )
     demos = demo_names()
-    form.extra(
+    demo = form.extra(
         DEMO_NAME,
         gr.Dropdown(
             demos,
@@ -139,6 +143,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             value=base_source.removeprefix("demo:") if is_demo else demos[0],
             info="identity teaches the model a new name and maker; general is everyday Q&A; "
             "preferences pairs a direct answer with an evasive one (for DPO and reward models); "
+            "kto marks single answers good or bad (for KTO); "
             "support-tickets sorts messages into four labels (classification).",
         ),
     )
@@ -173,7 +178,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     with gr.Row():
         form.field("data.assistant_name", label="Assistant name (identity demo)")
         form.field("data.assistant_maker", label="Assistant maker (identity demo)")
-    form.extra(
+    mix_general = form.extra(
         MIX_GENERAL,
         gr.Checkbox(
             label="Mix in everyday questions (demo:general)",
@@ -188,6 +193,10 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         form.field("data.validation_split", slider=True, step=0.05, label="Validation split")
         form.field("data.validation_source", label="Or separate validation data")
         form.field("data.max_rows", label="Use at most this many rows")
+    # Everyday questions are mixed into the identity demo (it would otherwise forget them); a person's own
+    # file or another demo gets nothing added unless they tick the box
+    for changed in (kind, demo):
+        changed.change(mix_in_by_default, inputs=[kind, demo], outputs=mix_general, api_visibility="private")
     upload.upload(
         lambda file_data: take_upload(file_data, uploads_dir),
         inputs=upload,
