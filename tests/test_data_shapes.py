@@ -276,3 +276,40 @@ def test_check_data_prints_marked_preview_and_groups_identical_problems(tmp_path
         "<|im_start|>assistant\n[[A1<|im_end|>\n]]<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n[[A2<|im_end|>\n]]"
         in out.replace("\n  ", "\n")  # the preview is indented under its heading
     )
+
+
+def test_a_llamafactory_dataset_info_entry_applies_its_columns_and_tags(tmp_path):
+    rows = [
+        {
+            "dialog": [
+                {"speaker": "client", "text": "Hi"},
+                {"speaker": "agent", "text": "Hello!"},
+                {"speaker": "client", "text": "Bye"},
+                {"speaker": "agent", "text": "Bye!"},
+            ],
+            "sys": "Be kind.",
+        }
+    ]
+    write_jsonl(tmp_path / "talks.jsonl", rows)
+    write_jsonl(tmp_path / "qa.jsonl", [{"q": "2+2?", "a": "4", "ok": True}, {"q": "2+2?", "a": "5", "ok": False}])
+    info = {
+        "talks": {
+            "file_name": "talks.jsonl",
+            "formatting": "sharegpt",
+            "columns": {"messages": "dialog", "system": "sys"},
+            "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "client", "assistant_tag": "agent"},
+        },
+        "graded": {"file_name": "qa.jsonl", "columns": {"prompt": "q", "response": "a", "kto_tag": "ok"}},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    [talk] = load_rows(DataSection(source=f"{tmp_path}/dataset_info.json#talks"))
+    assert talk["prompt"] == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Bye"},
+    ]
+    graded = load_rows(DataSection(source=f"{tmp_path}/dataset_info.json#graded"), "kto")
+    assert [(e["completion"][0]["content"], e["label"]) for e in graded] == [("4", True), ("5", False)]
+    with pytest.raises(UserError, match="has no dataset 'nope'. Choose one of: talks, graded"):
+        load_rows(DataSection(source=f"{tmp_path}/dataset_info.json#nope"))

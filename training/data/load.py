@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.data import llamafactory
 from training.data.formats import TASKS, Detected, detect, to_examples
 from training.data.read import Problem, read_rows
 from training.data.refuse import media_problem, placeholder_problem, with_system_prompt
@@ -39,7 +40,7 @@ def source_path(source: str) -> Path:
         if name not in demo_names():
             raise UserError(f"data.source: there is no demo called {name!r}. Choose one of: {', '.join(demo_names())}.")
         return DEMO_DIR / f"{name}.jsonl"
-    path = Path(source).expanduser()
+    path = llamafactory.resolve(source).path if llamafactory.is_dataset_info(source) else Path(source).expanduser()
     if not path.is_file():
         raise UserError(f"data.source: file not found: {path}. Check the path, or use a demo such as demo:identity.")
     return path
@@ -85,6 +86,9 @@ def load_source(data: DataSection, source: str, main: bool = True, token: str | 
     else:
         read = read_rows(source_path(source), data.max_rows)
     rows = read.rows
+    entry = llamafactory.resolve(source) if llamafactory.is_dataset_info(source) else None
+    if entry:  # LLaMA-Factory's sharegpt tags: its role and content keys become ours
+        rows = [(where, entry.apply(row)) for where, row in rows]
     if source.startswith(DEMO_PREFIX):
         rows = [(where, _fill_placeholders(row, data.assistant_name, data.assistant_maker)) for where, row in rows]
     loaded = Loaded(source=source, rows_read=len(rows), problems=list(read.problems), reading=read.reading)
@@ -95,7 +99,10 @@ def load_source(data: DataSection, source: str, main: bool = True, token: str | 
         loaded.problems.append(media)
         return loaded
     # The format and field map are the person's choice for their main file; mixed-in demos are detected
-    detected = detect(rows, data.format if main else "auto", data.field_map if main else {})
+    forced, field_map = (data.format, data.field_map) if main else ("auto", {})
+    if entry:  # the entry's formatting and columns, as LLaMA-Factory reads them; the person's field map wins
+        forced, field_map = (forced if forced != "auto" else entry.format), entry.field_map | field_map
+    detected = detect(rows, forced, field_map)
     loaded.detected, loaded.problems = detected, loaded.problems + detected.problems
     if detected.format is None:
         return loaded
