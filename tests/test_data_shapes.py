@@ -313,3 +313,18 @@ def test_a_llamafactory_dataset_info_entry_applies_its_columns_and_tags(tmp_path
     assert [(e["completion"][0]["content"], e["label"]) for e in graded] == [("4", True), ("5", False)]
     with pytest.raises(UserError, match="has no dataset 'nope'. Choose one of: talks, graded"):
         load_rows(DataSection(source=f"{tmp_path}/dataset_info.json#nope"))
+
+
+def test_defaults_hold_out_ten_percent_of_enough_rows_and_mix_in_only_for_the_identity_demo(tiny_model_dir):
+    from wizard.form import SOURCE_DEMO, SOURCE_UPLOAD
+    from wizard.steps.data import mix_in_by_default
+
+    assert mix_in_by_default(SOURCE_DEMO, "identity") and not mix_in_by_default(SOURCE_UPLOAD, "identity")
+    assert not mix_in_by_default(SOURCE_DEMO, "support-tickets")
+    base = JobSpec().with_overrides({"model.name_or_path": str(tiny_model_dir)})
+    assert base.data.validation_split == 0.1
+    report = check_data(base.with_overrides({"data.mix_in": []}))  # demo:identity, 90 rows
+    assert report.validation == "9 of 90 rows held out (10%, data.validation_split)"
+    small = check_data(base.with_overrides({"data.mix_in": [], "data.max_rows": 30}))
+    assert small.validation == "none held out: 30 rows are fewer than 40, too few to spare any"
+    assert "validation: 9 of 90 rows held out" in report.to_text()

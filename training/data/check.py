@@ -177,11 +177,11 @@ def spec_for_source(
         }
     )
     objective = "dpo" if task == "preference" else "sft"
-    if task == "auto":
+    if task in ("auto", "preference"):
         # The first rows say what the file is; reading it all here would read it twice
         first = load_source(spec.data.model_copy(update={"max_rows": 1000}), source, token=token)
         if first.detected and first.detected.format and first.detected.format.task == "preference":
-            objective = "dpo"
+            objective = "kto" if first.detected.format.name == "unpaired_preference" else "dpo"
     return spec.with_overrides({"method.objective": objective})
 
 
