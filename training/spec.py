@@ -99,6 +99,14 @@ class DataSection(_Section):
     field_map: dict[str, str] = Field(
         {}, description="Which column plays which role when the names differ, e.g. {text: review, label: sentiment}."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validation_source_replaces_default_split(cls, data: Any) -> Any:
+        # A spec that names only a validation source means "validate on that", not "that and a 10% split"
+        if isinstance(data, dict) and data.get("validation_source") and "validation_split" not in data:
+            return {**data, "validation_split": 0.0}
+        return data
     train_on: Literal["all_assistant_turns", "last_assistant_turn"] = Field(
         "all_assistant_turns",
         description="Chat data: learn every assistant answer of a conversation (user turns are never trained), "
@@ -330,6 +338,8 @@ _STOPPING_RULE_PARTNER = {"hyperparameters.epochs": "max_steps", "hyperparameter
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
     for path, value in overrides.items():
+        if path == "data.validation_source" and value and "data.validation_split" not in overrides:
+            data.setdefault("data", {})["validation_split"] = 0.0  # the source replaces the default split
         partner = _STOPPING_RULE_PARTNER.get(path)
         if partner and value is not None and f"hyperparameters.{partner}" not in overrides:
             data.setdefault("hyperparameters", {})[partner] = None
