@@ -60,7 +60,7 @@ CHATML_TOOLS = (
     "{% elif message['role'] == 'assistant' %}{{ '<|im_start|>assistant' }}"
     "{% if message['content'] %}{{ '\n' + message['content'] }}{% endif %}"
     "{% for call in message.tool_calls %}{% set call = call.function if call.function is defined else call %}"
-    "{{ '\n<tool_call>\n{\"name\": \"' + call.name + '\", \"arguments\": ' }}"
+    '{{ \'\n<tool_call>\n{"name": "\' + call.name + \'", "arguments": \' }}'
     "{{ (call.arguments | tojson) + '}\n</tool_call>' }}"
     "{% endfor %}{{ '<|im_end|>\n' }}"
     "{% elif message['role'] == 'tool' %}"

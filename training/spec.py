@@ -107,6 +107,7 @@ class DataSection(_Section):
         if isinstance(data, dict) and data.get("validation_source") and "validation_split" not in data:
             return {**data, "validation_split": 0.0}
         return data
+
     train_on: Literal["all_assistant_turns", "last_assistant_turn"] = Field(
         "all_assistant_turns",
         description="Chat data: learn every assistant answer of a conversation (user turns are never trained), "
