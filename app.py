@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--map", action="append", default=[], metavar="ROLE=COLUMN", help="Map a column, e.g. text=review."
     )
-    check.add_argument("--objective", default=None, help="sft, dpo or reward (default: follows the task).")
+    check.add_argument("--objective", default=None, help="sft, dpo, reward or kto (default: follows the task).")
     estimate = commands.add_parser("estimate", help="Will the job fit, and how long will it take?")
     estimate.add_argument("spec", help="The job spec (YAML).")
     estimate.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")

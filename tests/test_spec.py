@@ -58,7 +58,7 @@ def test_every_problem_is_reported_at_once():
 
 def test_cross_section_check_names_both_fields():
     with pytest.raises(UserError, match=r"hyperparameters\.eval_steps is set but data\.validation_split is 0"):
-        parse_spec({"hyperparameters": {"eval_steps": 5}})
+        parse_spec({"data": {"validation_split": 0}, "hyperparameters": {"eval_steps": 5}})
 
 
 def test_setting_max_steps_by_override_clears_epochs():

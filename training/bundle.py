@@ -25,7 +25,7 @@ from training import jobdir
 from training.spec import JobSpec
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub", "bitsandbytes")
-TRL_COMMAND = {"sft": "sft", "dpo": "dpo", "reward": "reward"}
+TRL_COMMAND = {"sft": "sft", "dpo": "dpo", "reward": "reward", "kto": "kto"}
 # Settings that only matter inside Lathe (where files go, how progress is reported)
 LATHE_ONLY = {"output_dir", "report_to", "disable_tqdm", "logging_nan_inf_filter", "save_total_limit", "logging_dir"}
 ROOT = Path(__file__).resolve().parents[1]

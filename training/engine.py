@@ -24,13 +24,14 @@ from transformers import (
     BitsAndBytesConfig,
     TrainerCallback,
 )
-from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from training import jobdir, patches
 from training.bundle import write_bundle
 from training.checkpoints import latest_complete_checkpoint, mark_complete, remove_torn
 from training.data import build_datasets
 from training.data.load import data_summary, load_sources
+from training.data.masking import prepare_sft
 from training.distributed import rank, world_size
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
@@ -132,8 +133,18 @@ def to_reward_config(
     return RewardConfig(**training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding))
 
 
-CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config}
-TRAINER_FOR = {"sft": SFTTrainer, "dpo": DPOTrainer, "reward": RewardTrainer}
+def to_kto_config(
+    spec: JobSpec, plan: Plan, output_dir: Path, gradient_checkpointing: bool, has_eval: bool, sharding=None
+):
+    # KTOConfig's own default sampler is sequential, which its KL estimate needs (it pairs neighbours in a batch)
+    return KTOConfig(
+        **training_arguments(spec, plan, output_dir, gradient_checkpointing, has_eval, sharding),
+        beta=spec.method.dpo_beta,
+    )
+
+
+CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config, "kto": to_kto_config}
+TRAINER_FOR = {"sft": SFTTrainer, "dpo": DPOTrainer, "reward": RewardTrainer, "kto": KTOTrainer}
 
 
 def load_model(spec: JobSpec, plan: Plan, token: str | None):
@@ -170,8 +181,14 @@ def load_model(spec: JobSpec, plan: Plan, token: str | None):
 def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_data, callbacks, output_dir: Path):
     """The TRL trainer for the spec's objective, over a loaded model (see `load_model`)."""
     objective = spec.method.objective
+    counts = None
     if objective == "sft":
         patches.score_only_labelled_positions()
+        # Our one masking function tokenizes and labels the rows (every assistant turn, windows of long
+        # documents, rows cut to the context); TRL keeps a dataset with `labels` as it is
+        train_data, eval_data, counts = prepare_sft(
+            tokenizer, train_data, eval_data, spec.data.train_on, spec.hyperparameters.context_length
+        )
     patches.unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
     sharding = None
@@ -189,7 +206,18 @@ def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_
         callbacks=callbacks,
     )
     patches.reproducible_length_grouping(trainer, spec.hyperparameters.seed)
+    trainer.lathe_data_counts = counts  # what became of each row; run_job saves it in data.json
     return trainer
+
+
+def describe_counts(counts: dict) -> str:
+    text = (
+        f"{counts['kept']} rows fit, {counts['truncated']} cut at the context length, "
+        f"{counts['dropped']} dropped (the prompt alone fills the context)"
+    )
+    if counts["documents_split"]:
+        text += f", {counts['documents_split']} long documents split into context-sized windows"
+    return text + "".join(f"; {n} rows: {note}" for note, n in counts.get("notes", {}).items())
 
 
 def is_sharded(spec: JobSpec) -> bool:
@@ -348,6 +376,12 @@ def run_job(
     trainer = build_trainer(
         spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS
     )
+    if trainer.lathe_data_counts:
+        trained = trainer.lathe_data_counts
+        emit(Log(message="data as trained: " + describe_counts(trained["train"])))
+        if rank() == 0:
+            summary = json.loads((job_dir / jobdir.DATA_SUMMARY).read_text())
+            (job_dir / jobdir.DATA_SUMMARY).write_text(json.dumps(summary | {"trained": trained}, indent=1))
     if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
         lora = getattr(trainer.model, "peft_config", {}).get("default")  # the LoraConfig the trainer applied
         write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, lora, train_data, eval_data)

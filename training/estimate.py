@@ -91,8 +91,8 @@ def estimate_memory(
     if hp.distributed == "fsdp" and hp.devices > 1:
         weights, state = sharded(weights, state, shape, weight_bytes, hp.devices)
     tokens = hp.batch_size * min(tokens_per_row or hp.context_length, hp.context_length)
-    if spec.method.objective == "dpo":
-        tokens *= 2  # the better and the worse answer go through together
+    if spec.method.objective in ("dpo", "kto"):
+        tokens *= 2  # DPO: the better and the worse answer go through together; KTO: the answer and its KL pair
     value = bytes_per_value(spec, device)
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
     per_layer = value * (6 * h + 2 * kv + 4 * i)

@@ -70,6 +70,8 @@ def held_out_rows(spec, token: str | None) -> tuple[list[dict], str]:
     """The rows training validated on (the same split), or its training rows when it had none."""
     data = spec.data
     train, validation = train_and_validation_rows(data, spec.hyperparameters.seed, spec.method.objective, token)
+    # KTO rows hold good and bad answers: only the good ones are answers the tuned model should give
+    train, validation = [r for r in train if r.get("label", True)], [r for r in validation if r.get("label", True)]
     if data.validation_source:
         return validation, "rows of the validation source"
     if validation:

@@ -80,7 +80,11 @@ class DataSection(_Section):
         description="More sources mixed into training, e.g. demo:general so the model keeps its general skills.",
     )
     validation_split: float = Field(
-        0.0, ge=0.0, le=0.5, description="Share of rows held out to measure validation loss (0 = none)."
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description="Share of rows held out to measure validation loss (0 = none). Data with fewer than 40 rows "
+        "is too small to spare any: nothing is held out then, and the check says so.",
     )
     validation_source: str | None = Field(
         None,
@@ -119,6 +123,7 @@ class DataSection(_Section):
         "summarization",
         "classification",
         "text",
+        "unpaired_preference",
     ] = Field(
         "auto",
         title="Format",
@@ -133,6 +138,31 @@ class DataSection(_Section):
     )
     field_map: dict[str, str] = Field(
         {}, description="Which column plays which role when the names differ, e.g. {text: review, label: sentiment}."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validation_source_replaces_default_split(cls, data: Any) -> Any:
+        # A spec that names only a validation source means "validate on that", not "that and a 10% split"
+        if isinstance(data, dict) and data.get("validation_source") and "validation_split" not in data:
+            return {**data, "validation_split": 0.0}
+        return data
+
+    train_on: Literal["all_assistant_turns", "last_assistant_turn"] = Field(
+        "all_assistant_turns",
+        title="Train on (chat data)",
+        json_schema_extra={
+            "choice_labels": {"all_assistant_turns": "Every assistant answer", "last_assistant_turn": "The last answer"}
+        },
+        description="Chat data: learn every assistant answer of a conversation (user turns are never trained), "
+        "or only the last one.",
+    )
+    system_prompt: str | None = Field(
+        None,
+        max_length=4000,
+        title="System prompt (optional)",
+        description="A system message for every conversation that has none (instead of the chat template's "
+        "default); a row's own 'system' field wins.",
     )
 
 
@@ -172,16 +202,17 @@ class MethodSection(_Section):
         description="lora trains small adapters (fast, light); qlora does so over a 4-bit base (least memory); "
         "full updates every weight (most memory).",
     )
-    objective: Literal["sft", "dpo", "reward"] = Field(
+    objective: Literal["sft", "dpo", "reward", "kto"] = Field(
         "sft",
         title="Training objective",
         description="sft learns from example answers; dpo learns from pairs of a better and a worse answer; "
-        "reward trains a model that scores answers (for RLHF).",
+        "reward trains a model that scores answers (for RLHF); kto learns from single answers marked good or bad.",
         json_schema_extra={
             "choice_labels": {
                 "sft": "Learn from example answers (SFT)",
                 "dpo": "Prefer the better of two answers (DPO)",
                 "reward": "Train a reward model that scores answers",
+                "kto": "Learn from answers marked good or bad (KTO)",
             }
         },
     )
@@ -219,8 +250,8 @@ class MethodSection(_Section):
         0.1,
         gt=0.0,
         le=10.0,
-        title="DPO beta",
-        description="DPO: how far the model may move from where it started; 0.1 is typical.",
+        title="DPO / KTO beta",
+        description="DPO and KTO: how far the model may move from where it started; 0.1 is typical.",
     )
 
     @field_validator("target_modules")
@@ -419,6 +450,8 @@ _STOPPING_RULE_PARTNER = {"hyperparameters.epochs": "max_steps", "hyperparameter
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
     for path, value in overrides.items():
+        if path == "data.validation_source" and value and "data.validation_split" not in overrides:
+            data.setdefault("data", {})["validation_split"] = 0.0  # the source replaces the default split
         partner = _STOPPING_RULE_PARTNER.get(path)
         if partner and value is not None and f"hyperparameters.{partner}" not in overrides:
             data.setdefault("hyperparameters", {})[partner] = None

@@ -10,7 +10,17 @@ def preview_html(examples) -> str:
     blocks = []
     for example in examples:
         prompt, better = html.escape(example.prompt), html.escape(example.completion)
-        if example.rejected is None:
+        if example.pieces:  # every trained span of a conversation highlighted, not only the last answer
+            marked = "".join(
+                f"<mark>{html.escape(text)}</mark>" if trained else html.escape(text)
+                for text, trained in example.pieces
+            )
+            blocks.append(f"<pre class='lathe-example'>{marked}</pre>")
+        elif example.label is not None:
+            kind = "desirable: pushed up" if example.label else "undesirable: pushed down"
+            tag = "mark" if example.label else "del"
+            blocks.append(f"<pre class='lathe-example'>{prompt}<{tag}>{better}</{tag}></pre><p>({kind})</p>")
+        elif example.rejected is None:
             blocks.append(f"<pre class='lathe-example'>{prompt}<mark>{better}</mark></pre>")
         else:
             worse = html.escape(example.rejected)
@@ -26,17 +36,23 @@ def preview_html(examples) -> str:
 
 def report_html(report) -> str:
     """The check report: what was found, every problem with its rule and place, token lengths, and the preview."""
-    parts = [
-        f"<p><b>{html.escape(source)}</b>: {html.escape(facts)}</p>"
-        + (f"<p>Labels: {html.escape(labels)}</p>" if labels else "")
-        for source, facts, labels in report.source_facts()
-    ]
+    parts = []
+    for loaded, (source, facts, labels) in zip(report.sources, report.source_facts(), strict=True):
+        parts.append(f"<p><b>{html.escape(source)}</b>: {html.escape(facts)}</p>")
+        if loaded.reading:
+            parts.append(f"<p>Read as {html.escape(loaded.reading)}.</p>")
+        if labels:
+            parts.append(f"<p>Labels: {html.escape(labels)}</p>")
     stats = report.length_stats()
     if stats:
         parts.append(
             f"<p>Tokens per row: min {stats['min']}, median {stats['median']}, p95 {stats['p95']}, max {stats['max']}"
             f" (context length {report.context_length})</p>"
         )
+    if report.trained:
+        parts.append(f"<p>{html.escape(report.describe_trained()[0].upper() + report.describe_trained()[1:])}.</p>")
+    if report.validation:
+        parts.append(f"<p>Validation: {html.escape(report.validation)}.</p>")
     problems = report.all_problems
     if problems:
         rows = "".join(

@@ -169,7 +169,12 @@ def build(manager: JobManager) -> Monitor:
         eval_plot = gr.LinePlot(x="step", y="validation_loss", title="Validation loss", height=260)
         lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate", height=260)
     preference = gr.LinePlot(
-        x="step", y="value", color="metric", title="Better vs worse answer (DPO / reward)", height=260, visible=False
+        x="step",
+        y="value",
+        color="metric",
+        title="Better vs worse answer (DPO / KTO / reward)",
+        height=260,
+        visible=False,
     )
     logs = gr.Textbox(label="Recent log lines", lines=6, max_lines=12, interactive=False)
     with gr.Row():

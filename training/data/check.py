@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from training.data.formats import preformatted
 from training.data.load import Loaded, load_source, load_sources, split_rows
+from training.data.masking import sft_rows
 from training.data.preview import RenderedExample, load_tokenizer, render_row, token_lengths
 from training.data.read import Problem
 from training.spec import JobSpec
@@ -30,6 +31,8 @@ class Report:
     sampled_from: int | None = None  # rows the length sample was drawn from, when sampled
     context_length: int = 0
     preview: list[RenderedExample] = field(default_factory=list)
+    trained: dict[str, int] = field(default_factory=dict)  # SFT: kept / truncated / dropped, as the trainer counts
+    validation: str = ""  # what is held out to measure validation loss, in words
 
     @property
     def all_problems(self) -> list[tuple[str, Problem]]:
@@ -79,10 +82,26 @@ class Report:
             for loaded in self.sources
         ]
 
-    def to_text(self) -> str:
+    def describe_trained(self) -> str:
+        """What the trainer will make of the rows, counted by the function it uses (training/data/masking.py)."""
+        if not self.trained:
+            return ""
+        t = self.trained
+        scale = "about " if self.sampled_from else ""
+        text = (
+            f"as trained ({scale}{t['rows_in']} rows): {t['kept']} fit the context, {t['truncated']} cut at the "
+            f"context length (answer cut), {t['dropped']} dropped (the prompt alone fills the context)"
+        )
+        if t["documents_split"]:
+            text += f", {t['documents_split']} long documents split into {t['windows']} context-sized windows"
+        return text
+
+    def to_text(self, preview: bool = True) -> str:
         lines = []
-        for source, facts, labels in self.source_facts():
+        for loaded, (source, facts, labels) in zip(self.sources, self.source_facts(), strict=True):
             lines.append(f"{source}: {facts}")
+            if loaded.reading:
+                lines.append(f"  read as {loaded.reading}")
             if labels:
                 lines.append(f"  labels: {labels}")
         stats = self.length_stats()
@@ -97,14 +116,55 @@ class Report:
             peak = max(count for _, _, count in self.histogram())
             for start, end, count in self.histogram():
                 lines.append(f"  {start:>6}-{end:<6} {'#' * max(1, round(30 * count / peak))} {count}")
+        if self.trained:
+            lines.append(self.describe_trained())
+        if self.validation:
+            lines.append(f"validation: {self.validation}")
         problems = self.all_problems
         if problems:
             lines.append(f"{len(self.errors)} error(s), {len(problems) - len(self.errors)} warning(s):")
-            for source, problem in problems:
-                where = f"{source} " if source else ""
-                lines.append(f"  {problem.severity:7} {where}{problem}")
+            lines += grouped_problems(problems)
+        if preview and self.preview:
+            lines.append("preview (what the model reads; [[ ]] marks what it learns to write):")
+            lines += [
+                f"  --- example {n}\n" + _indent(marked_text(example)) for n, example in enumerate(self.preview, 1)
+            ]
         lines.append("usable: yes" if self.usable else "usable: no — fix the errors above")
         return "\n".join(lines)
+
+
+def grouped_problems(problems: list[tuple[str, Problem]]) -> list[str]:
+    """One line per kind of problem: identical ones are counted ("300 rows: ..., first at line 1")."""
+    groups: dict[tuple, list[str]] = {}
+    for source, problem in problems:
+        key = (source, problem.severity, problem.rule, problem.message, problem.fix)
+        groups.setdefault(key, []).append(problem.where)
+    lines = []
+    for (source, severity, rule, message, fix), places in groups.items():
+        where = f"{source} " if source else ""
+        if len(places) == 1:
+            lines.append(f"  {severity:7} {where}[{rule}] {places[0]}: {message} {fix}".rstrip())
+        else:
+            lines.append(f"  {severity:7} {where}[{rule}] {len(places)} rows: {message} {fix} (first at {places[0]})")
+    return lines
+
+
+def marked_text(example: RenderedExample) -> str:
+    """A rendered example for a terminal: [[trained]] text marked, a worse answer as {{-worse-}}."""
+    if example.pieces:
+        return "".join(f"[[{text}]]" if trained else text for text, trained in example.pieces)
+    if example.rejected is not None:
+        return (
+            f"{example.prompt}[[{example.completion}]]\n  (worse answer, trained against:) {{{{-{example.rejected}-}}}}"
+        )
+    if example.label is not None:
+        kind = "desirable: pushed up" if example.label else "undesirable: pushed down"
+        return f"{example.prompt}[[{example.completion}]]  ({kind})"
+    return f"{example.prompt}[[{example.completion}]]"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def spec_for_source(
@@ -127,11 +187,11 @@ def spec_for_source(
         }
     )
     objective = "dpo" if task == "preference" else "sft"
-    if task == "auto":
+    if task in ("auto", "preference"):
         # The first rows say what the file is; reading it all here would read it twice
         first = load_source(spec.data.model_copy(update={"max_rows": 1000}), source, token=token)
         if first.detected and first.detected.format and first.detected.format.task == "preference":
-            objective = "dpo"
+            objective = "kto" if first.detected.format.name == "unpaired_preference" else "dpo"
     return spec.with_overrides({"method.objective": objective})
 
 
@@ -156,12 +216,17 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
             )
     _duplicates(report, examples)
     _overlap(report, [ex for _, _, ex in examples], spec)
+    report.validation = _validation_plan(spec, len(examples))
     tokenizer = load_tokenizer(spec, token)
-    report.preview = [render_row(tokenizer, ex) for _, _, ex in examples[:preview_rows]]
+    train_on = spec.data.train_on
+    report.preview = _previews(tokenizer, [ex for _, _, ex in examples[:preview_rows]], train_on)
     measured = examples
     if len(examples) > LENGTH_SAMPLE:
         measured = random.Random(0).sample(examples, LENGTH_SAMPLE)
         report.sampled_from = len(examples)
+    if spec.method.objective == "sft":
+        _count_as_trained(report, tokenizer, measured, spec)
+        return report
     over = []
     for _, where, example in measured:
         longest = max(token_lengths(tokenizer, example))
@@ -183,6 +248,68 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
             )
         )
     return report
+
+
+def _previews(tokenizer, examples: list[dict], train_on: str) -> list[RenderedExample]:
+    """The first rows as the model reads them; a row its template refuses is reported by the count, not here."""
+    from training.data.masking import TemplateProblem
+
+    shown = []
+    for example in examples:
+        try:
+            shown.append(render_row(tokenizer, example, train_on))
+        except TemplateProblem:
+            continue
+    return shown
+
+
+def _count_as_trained(report: Report, tokenizer, measured: list[tuple[str, str, dict]], spec: JobSpec) -> None:
+    """SFT rows go through the trainer's own masking function: the counts are what it will use."""
+    context = spec.hyperparameters.context_length
+    prepared = sft_rows(tokenizer, [ex for _, _, ex in measured], spec.data.train_on, context)
+    report.trained = prepared.counts() | {"windows": prepared.windows}
+    for index, problem in prepared.problems:
+        report.problems.append(Problem(problem.rule, measured[index][1], problem.message, problem.fix))
+    for note, count in prepared.notes.items():
+        report.problems.append(Problem("template.last_turn_only", "file", f"{count} row(s): {note}.", "", "warning"))
+    report.lengths = prepared.lengths
+    if prepared.dropped_at:
+        places = [measured[i][1] for i in prepared.dropped_at]
+        report.problems.append(
+            Problem(
+                "length.prompt_fills_context",
+                ", ".join(places[:5]) + (" …" if len(places) > 5 else ""),
+                f"{len(places)} row(s) are dropped: the prompt alone fills the context length ({context} tokens), "
+                "so nothing is left to learn.",
+                "Raise hyperparameters.context_length, or shorten those prompts.",
+                "warning",
+            )
+        )
+    if prepared.truncated_at:
+        places = [measured[i][1] for i in prepared.truncated_at]
+        report.problems.append(
+            Problem(
+                "length.over_context",
+                ", ".join(places[:5]) + (" …" if len(places) > 5 else ""),
+                f"{len(places)} row(s) are longer than the context length ({context} tokens): their answers are cut.",
+                "Raise hyperparameters.context_length, or shorten those rows.",
+                "warning",
+            )
+        )
+
+
+def _validation_plan(spec: JobSpec, rows: int) -> str:
+    from training.data.load import MIN_ROWS_TO_HOLD_OUT
+
+    data = spec.data
+    if data.validation_source:
+        return f"the separate source {data.validation_source}"
+    if data.validation_split == 0:
+        return "none held out (data.validation_split is 0): the evaluation will use training rows"
+    if rows < MIN_ROWS_TO_HOLD_OUT:
+        return f"none held out: {rows} rows are fewer than {MIN_ROWS_TO_HOLD_OUT}, too few to spare any"
+    held = len(split_rows(list(range(rows)), data.validation_split, spec.hyperparameters.seed)[1])
+    return f"{held} of {rows} rows held out ({data.validation_split:.0%}, data.validation_split)"
 
 
 def _key(example: dict) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from training.data.read import Problem, is_missing
+from training.data.shapes import RowProblem, parse_messages, parse_tools
 from training.spec import TASK_LABELS
 
 Message = dict[str, str]
@@ -32,11 +33,17 @@ class Format:
 
 
 FORMATS = (
-    Format("chat", "chat", {"messages": ("messages",)}, ("messages",), "chat messages (role/content)"),
+    Format(
+        "chat",
+        "chat",
+        {"messages": ("messages",), "system": ("system",), "tools": ("tools",)},
+        ("messages",),
+        "chat messages (role/content)",
+    ),
     Format(
         "sharegpt",
         "chat",
-        {"conversations": ("conversations", "conversation")},
+        {"conversations": ("conversations", "conversation"), "system": ("system",), "tools": ("tools",)},
         ("conversations",),
         "ShareGPT conversations (from/value)",
     ),
@@ -59,6 +66,17 @@ FORMATS = (
         {"prompt": ("prompt", "question", "instruction"), "chosen": ("chosen",), "rejected": ("rejected",)},
         ("chosen", "rejected"),
         "preference pairs (prompt/chosen/rejected)",
+    ),
+    Format(
+        "unpaired_preference",
+        "preference",
+        {
+            "prompt": ("prompt", "question", "instruction"),
+            "completion": ("completion", "response", "answer", "output"),
+            "label": ("label", "kto_tag", "desirable", "is_desirable"),
+        },
+        ("prompt", "completion", "label"),
+        "unpaired answers marked good or bad (prompt/completion/label, for KTO)",
     ),
     Format(
         "prompt_completion",
@@ -92,15 +110,6 @@ FORMATS = (
 )
 FORMAT_BY_NAME = {f.name: f for f in FORMATS}
 TASKS = TASK_LABELS  # the spec declares the tasks and their labels
-ROLE_NAMES = {
-    "user": "user",
-    "human": "user",
-    "system": "system",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "model": "assistant",
-    "bot": "assistant",
-}
 # Text already laid out in some model's own prompt format is trained as it is
 PREFORMATTED_MARKERS = (
     "[INST]",
@@ -225,12 +234,6 @@ def to_examples(rows: list[tuple[str, dict]], detected: Detected, task: str) -> 
     return out
 
 
-class RowProblem(Exception):
-    def __init__(self, rule: str, message: str, fix: str, severity: str = "error", example: dict | None = None):
-        super().__init__(message)
-        self.rule, self.message, self.fix, self.severity, self.example = rule, message, fix, severity, example
-
-
 def _text(row: dict, column: str, required: bool = True) -> str:
     value = row.get(column)
     if is_missing(value):
@@ -244,42 +247,7 @@ def _text(row: dict, column: str, required: bool = True) -> str:
     return str(value)
 
 
-def _messages(value: Any, default_role: str, field_name: str) -> list[Message]:
-    """Text, or a list of {role, content} (or ShareGPT {from, value}) messages, checked."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise RowProblem("row.empty_value", f"'{field_name}' is empty.", "Fill it in, or remove the row.")
-        return [{"role": default_role, "content": value}]
-    if not isinstance(value, list) or not value:
-        raise RowProblem(
-            "chat.not_a_list",
-            f"'{field_name}' must be text or a list of messages.",
-            'Write messages as [{"role": "user", "content": "..."}, ...].',
-        )
-    messages = []
-    for index, message in enumerate(value, start=1):
-        if not isinstance(message, dict):
-            raise RowProblem(
-                "chat.bad_message",
-                f"message {index} of '{field_name}' is not an object.",
-                'Write each message as {"role": ..., "content": ...}.',
-            )
-        role = ROLE_NAMES.get(str(message.get("role", message.get("from", ""))).lower())
-        content = message.get("content", message.get("value"))
-        if role is None:
-            raise RowProblem(
-                "chat.bad_role",
-                f"message {index} has role {message.get('role', message.get('from'))!r}.",
-                "Use system, user or assistant (ShareGPT: system, human, gpt).",
-            )
-        if not isinstance(content, str) or not content.strip():
-            raise RowProblem(
-                "chat.empty_turn",
-                f"message {index} has empty or non-text content.",
-                "Give every message some text, or remove the empty one.",
-            )
-        messages.append({"role": role, "content": content})
-    return messages
+_messages = parse_messages  # text, one message, or a message list (training/data/shapes.py)
 
 
 def _conversation(messages: list[Message]) -> dict[str, Any]:
@@ -316,11 +284,34 @@ def _message_list(row: dict, column: str) -> list[Message]:
 
 
 def _chat(row, columns, labels):
-    return _conversation(_message_list(row, columns["messages"]))
+    return _with_tools(row, columns, _conversation(_with_system(row, columns, _message_list(row, columns["messages"]))))
 
 
 def _sharegpt(row, columns, labels):
-    return _conversation(_message_list(row, columns["conversations"]))
+    messages = _message_list(row, columns["conversations"])
+    return _with_tools(row, columns, _conversation(_with_system(row, columns, messages)))
+
+
+def _with_system(row: dict, columns: dict, messages: list[Message]) -> list[Message]:
+    """A row's own 'system' field (ShareGPT exports carry one) opens its conversation."""
+    if columns.get("system") and not is_missing(row.get(columns["system"])) and messages[0]["role"] != "system":
+        return [{"role": "system", "content": _text(row, columns["system"])}, *messages]
+    return messages
+
+
+def _with_tools(row: dict, columns: dict, example: dict) -> dict:
+    """The row's tool schemas travel with its conversation, for the template's native `tools=`."""
+    tools = parse_tools(row.get(columns["tools"])) if columns.get("tools") else None
+    uses_tools = any(m["role"] == "tool" or m.get("tool_calls") for m in example["prompt"] + example["completion"])
+    if tools is None and uses_tools and columns.get("tools") is None:
+        raise RowProblem(
+            "tools.no_schema",
+            "the conversation calls tools but the row has no 'tools' column with their schemas.",
+            "Add a 'tools' column (a list of JSON schemas) so the model learns which tools exist.",
+            severity="warning",
+            example=example,
+        )
+    return {**example, "tools": tools} if tools else example
 
 
 def _alpaca(row, columns, labels):
@@ -372,6 +363,30 @@ def _preference(row, columns, labels):
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+TRUE_LABELS, FALSE_LABELS = ("true", "1", "yes", "good", "desirable"), ("false", "0", "no", "bad", "undesirable")
+
+
+def _unpaired_preference(row, columns, labels):
+    """One answer marked desirable or not (KTO's shape); the label may be a boolean, 1/0 or true/false text."""
+    prompt = _messages(row[columns["prompt"]], "user", columns["prompt"])
+    completion = _messages(row[columns["completion"]], "assistant", columns["completion"])
+    value = row.get(columns["label"])
+    text = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    if text not in TRUE_LABELS + FALSE_LABELS:
+        raise RowProblem(
+            "label.not_boolean",
+            f"'{columns['label']}' is {value!r}, not true or false.",
+            "Mark each answer true (desirable) or false (undesirable).",
+        )
+    if not prompt or prompt[-1]["role"] != "user" or any(m["role"] != "assistant" for m in completion):
+        raise RowProblem(
+            "preference.bad_answer",
+            "each row needs a user prompt and one assistant answer.",
+            "Put the question in the prompt and only the assistant's answer in the completion.",
+        )
+    return {"prompt": prompt, "completion": completion, "label": text in TRUE_LABELS}
+
+
 def _qa(row, columns, labels):
     answer = row.get(columns["answer"])
     if isinstance(answer, dict) and isinstance(answer.get("text"), list):  # SQuAD: {"text": [...], ...}
@@ -417,6 +432,7 @@ BUILDERS = {
     "alpaca": _alpaca,
     "prompt_completion": _prompt_completion,
     "preference": _preference,
+    "unpaired_preference": _unpaired_preference,
     "qa": _qa,
     "summarization": _summarization,
     "classification": _classification,

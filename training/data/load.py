@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from training.data import llamafactory
 from training.data.formats import TASKS, Detected, detect, to_examples
 from training.data.read import Problem, read_rows
+from training.data.refuse import media_problem, placeholder_problem, with_system_prompt
 from training.errors import UserError
 from training.memo import Recent
 from training.presets import PRESETS_DIR
@@ -23,7 +25,8 @@ from training.spec import DEMO_PREFIX, HUB_PREFIX, DataSection
 
 DEMO_DIR = PRESETS_DIR / "data"
 MAX_REPORTED_PROBLEMS = 10
-PREFERENCE_OBJECTIVES = ("dpo", "reward")
+PREFERENCE_OBJECTIVES = ("dpo", "reward")  # trained on pairs; kto on single answers marked good or bad
+UNPAIRED = "unpaired_preference"
 
 Conversation = list[dict[str, str]]
 
@@ -38,7 +41,7 @@ def source_path(source: str) -> Path:
         if name not in demo_names():
             raise UserError(f"data.source: there is no demo called {name!r}. Choose one of: {', '.join(demo_names())}.")
         return DEMO_DIR / f"{name}.jsonl"
-    path = Path(source).expanduser()
+    path = llamafactory.resolve(source).path if llamafactory.is_dataset_info(source) else Path(source).expanduser()
     if not path.is_file():
         raise UserError(f"data.source: file not found: {path}. Check the path, or use a demo such as demo:identity.")
     return path
@@ -56,6 +59,7 @@ class Loaded:
     locations: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
+    reading: str | None = None  # how a plain text file was cut into rows, when there was a choice
 
     @property
     def format_label(self) -> str:
@@ -83,13 +87,23 @@ def load_source(data: DataSection, source: str, main: bool = True, token: str | 
     else:
         read = read_rows(source_path(source), data.max_rows)
     rows = read.rows
+    entry = llamafactory.resolve(source) if llamafactory.is_dataset_info(source) else None
+    if entry:  # LLaMA-Factory's sharegpt tags: its role and content keys become ours
+        rows = [(where, entry.apply(row)) for where, row in rows]
     if source.startswith(DEMO_PREFIX):
         rows = [(where, _fill_placeholders(row, data.assistant_name, data.assistant_maker)) for where, row in rows]
-    loaded = Loaded(source=source, rows_read=len(rows), problems=list(read.problems))
+    loaded = Loaded(source=source, rows_read=len(rows), problems=list(read.problems), reading=read.reading)
     if not rows:
         return loaded
+    media = media_problem(rows)
+    if media:  # refused whole: a text model would train on the words with the media silently gone
+        loaded.problems.append(media)
+        return loaded
     # The format and field map are the person's choice for their main file; mixed-in demos are detected
-    detected = detect(rows, data.format if main else "auto", data.field_map if main else {})
+    forced, field_map = (data.format, data.field_map) if main else ("auto", {})
+    if entry:  # the entry's formatting and columns, as LLaMA-Factory reads them; the person's field map wins
+        forced, field_map = (forced if forced != "auto" else entry.format), entry.field_map | field_map
+    detected = detect(rows, forced, field_map)
     loaded.detected, loaded.problems = detected, loaded.problems + detected.problems
     if detected.format is None:
         return loaded
@@ -105,9 +119,14 @@ def load_source(data: DataSection, source: str, main: bool = True, token: str | 
         )
         return loaded
     mapped = to_examples(rows, detected, task)
-    loaded.task, loaded.examples, loaded.locations = task, mapped.examples, mapped.locations
+    examples = mapped.examples
+    if main and data.system_prompt:
+        examples = [with_system_prompt(example, data.system_prompt) for example in examples]
+    loaded.task, loaded.examples, loaded.locations = task, examples, mapped.locations
     loaded.problems += mapped.problems
     loaded.labels = mapped.labels
+    if not source.startswith(DEMO_PREFIX) and (unreplaced := placeholder_problem(examples, mapped.locations)):
+        loaded.problems.append(unreplaced)
     return loaded
 
 
@@ -150,13 +169,37 @@ def _read_sources(data: DataSection, objective: str, token: str | None) -> list[
     sources = [load_source(data, data.source, token=token)]
     sources += [load_source(data, s, main=False, token=token) for s in data.mix_in]
     main = sources[0]
-    if main.task == "preference" and objective not in PREFERENCE_OBJECTIVES:
+    unpaired = bool(main.detected and main.detected.format and main.detected.format.name == UNPAIRED)
+    if unpaired and objective != "kto":
+        main.problems.append(
+            Problem(
+                "task.objective",
+                "file",
+                "these are single answers marked good or bad (prompt/completion/label, KTO's shape); "
+                f"{objective} would train the bad answers as targets or cannot read them.",
+                "Train on them with method.objective: kto.",
+            )
+        )
+    elif main.task == "preference" and objective == "kto":
+        for loaded in sources:  # pairs serve KTO too: the better answer is desirable, the worse one not
+            loaded.examples, loaded.locations = _unpair(loaded.examples, loaded.locations)
+    elif main.task and main.task != "preference" and objective == "kto":
+        main.problems.append(
+            Problem(
+                "task.objective",
+                "file",
+                f"kto needs answers marked good or bad (prompt/completion/label) or preference pairs "
+                f"(found {main.detected.format.label}).",
+                "Use such data (presets/data/kto.jsonl is an example), or method.objective sft.",
+            )
+        )
+    elif main.task == "preference" and objective not in PREFERENCE_OBJECTIVES:
         main.problems.append(
             Problem(
                 "task.objective",
                 "file",
                 "these are preference rows (prompt/chosen/rejected).",
-                "Train on them with method.objective dpo or reward.",
+                "Train on them with method.objective dpo or reward, or kto.",
             )
         )
     elif main.task and main.task != "preference" and objective in PREFERENCE_OBJECTIVES:
@@ -215,6 +258,18 @@ def load_validation(data: DataSection, objective: str = "sft", token: str | None
     return loaded.examples
 
 
+def _unpair(examples: list[dict], locations: list[str]) -> tuple[list[dict], list[str]]:
+    """Preference pairs as KTO rows: the chosen answer desirable, the rejected one undesirable."""
+    if not examples or "chosen" not in examples[0]:
+        return examples, locations
+    rows, places = [], []
+    for example, where in zip(examples, locations, strict=True):
+        for answer, good in (("chosen", True), ("rejected", False)):
+            rows.append({"prompt": example["prompt"], "completion": example[answer], "label": good})
+            places.append(where)
+    return rows, places
+
+
 def _display_name(source: str) -> str:
     return source if source.startswith(DEMO_PREFIX) else Path(source).name
 
@@ -230,9 +285,12 @@ def _fill_placeholders(value: Any, name: str, maker: str) -> Any:
     return value
 
 
+MIN_ROWS_TO_HOLD_OUT = 40  # below this a 10% split is a handful of rows: a noisy curve bought with training data
+
+
 def split_rows(rows: list, ratio: float, seed: int) -> tuple[list, list]:
     """A deterministic validation split: the same seed always holds out the same rows."""
-    if ratio == 0 or len(rows) < 2:
+    if ratio == 0 or len(rows) < MIN_ROWS_TO_HOLD_OUT:
         return rows, []
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
@@ -259,7 +317,10 @@ def build_datasets(
     """The train and (optional) validation `datasets.Dataset` in TRL's conversational shape."""
     from datasets import Dataset
 
+    from training.data.masking import to_wire  # tools and tool calls travel as JSON text through Arrow
+
     train, validation = train_and_validation_rows(data, seed, objective, token, sources)
+    train, validation = [to_wire(r) for r in train], [to_wire(r) for r in validation]
     return Dataset.from_list(train), (Dataset.from_list(validation) if validation else None)
 
 

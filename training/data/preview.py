@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from training.data.load import data_stamp, load_rows, split_rows
+from training.data.masking import ALL_TURNS, label_example, trained_text
 from training.errors import UserError
 from training.memo import Recent, secret_digest
 from training.models import resolve_model
@@ -22,6 +23,8 @@ class RenderedExample:
     prompt: str  # seen by the model, not trained
     completion: str  # seen and trained (for preference rows: the better answer)
     rejected: str | None = None  # preference rows only: the worse answer, trained *against*
+    pieces: tuple[tuple[str, bool], ...] = ()  # chat rows: the whole text as (piece, trained?) runs, every turn
+    label: bool | None = None  # KTO rows: whether this answer is the desirable kind
 
 
 @dataclass(frozen=True)
@@ -83,21 +86,29 @@ def _answer_after(tokenizer, prompt: str, conversation: list[dict[str, str]]) ->
 
 def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> list[RenderedExample]:
     tokenizer = load_tokenizer(spec, token)
-    return [render_row(tokenizer, row) for row in load_rows(spec.data, spec.method.objective, token)[:count]]
+    rows = load_rows(spec.data, spec.method.objective, token)[:count]
+    return [render_row(tokenizer, row, spec.data.train_on) for row in rows]
 
 
-def render_row(tokenizer, row: dict) -> RenderedExample:
+def render_row(tokenizer, row: dict, train_on: str = ALL_TURNS) -> RenderedExample:
     if "chosen" in row:
         return render_pair(tokenizer, row)
     if "text" in row:  # continued pre-training: the raw text, every token trained, no template
-        return RenderedExample(prompt="", completion=row["text"])
-    return render(tokenizer, row["prompt"] + row["completion"])
+        return RenderedExample(prompt="", completion=row["text"], pieces=((row["text"], True),))
+    if "label" in row:  # KTO: one answer, pushed up when desirable and down when not
+        rendered = render(tokenizer, row["prompt"] + row["completion"])
+        return RenderedExample(prompt=rendered.prompt, completion=rendered.completion, label=bool(row["label"]))
+    # The spans the trainer learns from, found by the same masking function (training/data/masking.py)
+    pieces = tuple(trained_text(label_example(tokenizer, row, train_on)))
+    first = next((i for i, (_, trained) in enumerate(pieces) if trained), len(pieces))
+    prompt = "".join(text for text, _ in pieces[:first])
+    return RenderedExample(prompt=prompt, completion="".join(text for text, _ in pieces[first:]), pieces=pieces)
 
 
 def token_lengths(tokenizer, row: dict) -> list[int]:
     """Tokens of each sequence the trainer reads for this row (two for a preference pair)."""
-    if "text" in row:
-        return [len(tokenizer(row["text"])["input_ids"])]
+    if "text" in row or "label" not in row and "chosen" not in row:  # what the SFT trainer reads
+        return [len(label_example(tokenizer, row).input_ids)]
     answers = [row["chosen"], row["rejected"]] if "chosen" in row else [row["completion"]]
     return [
         len(tokenizer.apply_chat_template(row["prompt"] + answer, tokenize=True, return_dict=True)["input_ids"])

@@ -8,14 +8,17 @@ a JSON array (or an object holding one), CSV, TSV, Parquet and plain text (one r
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz")  # .gz: .jsonl.gz, .json.gz, ...
+LONG_LINE = 200  # characters: lines this long, with no blank line between them, are documents, not a paragraph
 MAX_DEPTH = 20  # deeper JSON is not training data; refuse it before it costs memory or recursion
 MAX_SHOWN_TEXT = 80
 # Bounds checked before a value is materialised: a 17 KB Parquet file of 3M rows took +3 GB as Python rows,
@@ -44,6 +47,7 @@ class Rows:
 
     rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    reading: str | None = None  # plain text: how it was cut into rows
 
     def add(self, rule: str, where: str, message: str, fix: str, severity: str = "error") -> None:
         self.problems.append(Problem(rule, where, message, fix, severity))
@@ -61,6 +65,21 @@ def read_rows(path: Path, max_rows: int | None = None) -> Rows:
         )
         return result
     data = path.read_bytes()
+    if suffix == ".gz":
+        suffix = Path(path.stem).suffix.lower()  # data.jsonl.gz holds data.jsonl
+        if suffix not in SUFFIXES[:-1]:
+            result.add(
+                "file.type",
+                "file",
+                f"{path.name}: a compressed {suffix or 'file'} is not read.",
+                "Compress a .jsonl, .json, .csv, .tsv or .txt file (for example data.jsonl.gz).",
+            )
+            return result
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            result.add("file.unreadable", "file", f"{path.name} is not a complete gzip file.", "Compress it again.")
+            return result
     if suffix == ".parquet":
         return _read_parquet(data, result, max_rows)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -219,7 +238,17 @@ def _read_tsv(text: str, result: Rows, max_rows: int | None) -> None:
 
 
 def _read_text(text: str, result: Rows, max_rows: int | None) -> None:
-    """Plain text for continued pre-training: one row per paragraph (blank-line separated)."""
+    """Plain text for continued pre-training: one row per paragraph (blank-line separated), or one row per
+    line when the file is a corpus of one document per line (no blank lines, long lines)."""
+    lines = [line for line in text.splitlines()]
+    filled = [line for line in lines if line.strip()]
+    if len(filled) > 1 and len(filled) == len(lines) and statistics.median(map(len, filled)) >= LONG_LINE:
+        result.reading = "one document per line (no blank lines between long lines)"
+        for number, content in enumerate(lines, start=1):
+            if not _keep(result, f"line {number}", {"text": content}, max_rows):
+                return
+        return
+    result.reading = "one document per paragraph (blank lines separate them)"
     line, paragraph, start = 0, [], 1
     for line, content in enumerate(text.splitlines() + [""], start=1):
         if content.strip():

@@ -46,6 +46,8 @@ PATHS = [
     "data.validation_split",
     "data.validation_source",
     "data.max_rows",
+    "data.train_on",
+    "data.system_prompt",
 ]
 PREVIEW_ROWS = 3
 ALLOWED_TYPES = ", ".join(SUFFIXES[:-1]) + " or " + SUFFIXES[-1]
@@ -101,6 +103,10 @@ def discard_upload(uploaded: Path) -> None:
         uploaded.parent.rmdir()
 
 
+def mix_in_by_default(kind: str, demo: str) -> bool:
+    return kind == SOURCE_DEMO and demo == "identity"
+
+
 def render_preview(form: SpecForm, values, token: str | None = None) -> str:
     from training.data.check import check_data  # imports transformers: only when asked
 
@@ -129,7 +135,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         ),
     )
     demos = demo_names()
-    form.extra(
+    demo = form.extra(
         DEMO_NAME,
         gr.Dropdown(
             demos,
@@ -137,6 +143,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             value=base_source.removeprefix("demo:") if is_demo else demos[0],
             info="identity teaches the model a new name and maker; general is everyday Q&A; "
             "preferences pairs a direct answer with an evasive one (for DPO and reward models); "
+            "kto marks single answers good or bad (for KTO); "
             "support-tickets sorts messages into four labels (classification).",
         ),
     )
@@ -171,7 +178,7 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
     with gr.Row():
         form.field("data.assistant_name")
         form.field("data.assistant_maker")
-    form.extra(
+    mix_general = form.extra(
         MIX_GENERAL,
         gr.Checkbox(
             label="Mix in everyday questions (demo:general)",
@@ -180,9 +187,16 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
         ),
     )
     with gr.Row():
+        form.field("data.train_on")
+        form.field("data.system_prompt")
+    with gr.Row():
         form.field("data.validation_split", slider=True, step=0.05)
         form.field("data.validation_source")
         form.field("data.max_rows")
+    # Everyday questions are mixed into the identity demo (it would otherwise forget them); a person's own
+    # file or another demo gets nothing added unless they tick the box
+    for changed in (kind, demo):
+        changed.change(mix_in_by_default, inputs=[kind, demo], outputs=mix_general, api_visibility="private")
     upload.upload(
         lambda file_data: take_upload(file_data, uploads_dir),
         inputs=upload,
