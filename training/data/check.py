@@ -146,6 +146,10 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
             )
     _duplicates(report, examples)
     _overlap(report, [ex for _, _, ex in examples], spec)
+    if spec.method.objective == "grpo":  # a reward naming a column the data lacks, or a job that is no reward model
+        from training.rewards import reward_check_problems
+
+        report.problems += reward_check_problems(spec, [ex for _, _, ex in examples])
     tokenizer = load_tokenizer(spec, token)
     report.preview = [render_row(tokenizer, ex) for _, _, ex in examples[:preview_rows]]
     measured = examples

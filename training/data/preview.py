@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from training.data.load import load_rows, split_rows
+from training.data.prompts import is_prompt_row
 from training.errors import UserError
 from training.models import resolve_model
 from training.spec import JobSpec
@@ -86,6 +87,9 @@ def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> 
 
 
 def render_row(tokenizer, row: dict) -> RenderedExample:
+    if is_prompt_row(row):  # a GRPO prompt: the model writes the answer itself while training
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        return RenderedExample(prompt=prompt, completion="")
     if "chosen" in row:
         return render_pair(tokenizer, row)
     if "text" in row:  # continued pre-training: the raw text, every token trained, no template
@@ -95,8 +99,13 @@ def render_row(tokenizer, row: dict) -> RenderedExample:
 
 def token_lengths(tokenizer, row: dict) -> list[int]:
     """Tokens of each sequence the trainer reads for this row (two for a preference pair)."""
-    if "text" in row:
+    if "text" in row and "prompt" not in row:
         return [len(tokenizer(row["text"])["input_ids"])]
+    if is_prompt_row(row):  # a GRPO prompt: its answer is generated, not read
+        prompt = tokenizer.apply_chat_template(
+            row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
+        )
+        return [len(prompt["input_ids"])]
     answers = [row["chosen"], row["rejected"]] if "chosen" in row else [row["completion"]]
     return [
         len(tokenizer.apply_chat_template(row["prompt"] + answer, tokenize=True, return_dict=True)["input_ids"])
