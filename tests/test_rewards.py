@@ -94,11 +94,21 @@ def test_rewards_are_called_as_trl_calls_them_and_remember_their_batch():
     assert rewards[0](prompts=prompts, completions=completions, answer=["4"] * 3) == [1.0, 1.0, 0.0]
     assert rewards[1](prompts=prompts, completions=completions, answer=["4"] * 3) == [1.0, 0.0, 0.0]
     best, middle, worst = log.samples()
-    assert best["completion"] == "4" and best["total"] == 2.0 and best["rewards"] == {
-        "match_answer": 1.0,
-        "format_only_number": 1.0,
-    }
-    assert middle["total"] == 1.0 and worst["completion"] == "5 apples" and worst["total"] == 0.0 and best["prompt"] == "2+2?"
+    assert (
+        best["completion"] == "4"
+        and best["total"] == 2.0
+        and best["rewards"]
+        == {
+            "match_answer": 1.0,
+            "format_only_number": 1.0,
+        }
+    )
+    assert (
+        middle["total"] == 1.0
+        and worst["completion"] == "5 apples"
+        and worst["total"] == 0.0
+        and best["prompt"] == "2+2?"
+    )
 
 
 def test_samples_wait_until_every_reward_scored_the_batch():
@@ -200,9 +210,10 @@ def test_an_unknown_column_and_a_job_that_is_no_reward_model_are_refused_at_the_
         }
     )
     problems = dict(preflight_problems(spec))
-    assert "no column 'solution'" in problems["method.rewards.0.column"] and "answer" in problems[
-        "method.rewards.0.column"
-    ]
+    assert (
+        "no column 'solution'" in problems["method.rewards.0.column"]
+        and "answer" in problems["method.rewards.0.column"]
+    )
     assert "is a sft job, not a reward model" in problems["method.rewards.1.job"]
     report = check_data(spec)
     assert not report.usable

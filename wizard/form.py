@@ -58,6 +58,9 @@ CHOICE_LABELS = {
         "sft": "Learn from example answers (SFT)",
         "dpo": "Prefer the better of two answers (DPO)",
         "reward": "Train a reward model that scores answers",
+        "grpo": "Learn from rewards on its own answers (GRPO)",
+        "orpo": "Prefer the better answer, no reference model (ORPO)",
+        "cpo": "Prefer the better answer, no reference model (CPO / SimPO)",
     },
     "hyperparameters.distributed": {
         "ddp": "A whole copy on each device (DDP)",
