@@ -11,7 +11,7 @@ import pytest
 
 from training.data.load import load_rows
 from training.errors import UserError
-from training.reward_spec import FORMAT_PRESETS, RewardChoice
+from training.reward_spec import FORMAT_PRESETS
 from training.rewards import (
     Judge,
     RewardLog,
@@ -302,3 +302,43 @@ def test_grpo_progress_and_samples_fold_into_the_snapshot_and_the_plots():
     shown = samples_html(snapshot)
     assert "2+2?" in shown and "&lt;b&gt;4&lt;/b&gt;" in shown and "match_answer 1.00" in shown
     assert grpo_views(snapshot)[0].visible is True
+
+
+# ---- the estimate -----------------------------------------------------------------------------------
+
+
+def test_the_gpu_preview_counts_generation_the_reference_model_and_the_time_to_write(tiny_model_dir):
+    from training.estimate import Device, estimate_memory, preview_job
+    from training.sizes import ModelShape
+
+    shape = ModelShape.from_config(
+        {
+            "vocab_size": 128256,
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+        }
+    )
+    gpu = Device("cuda", "NVIDIA H100", 80.0, True)
+    short = grpo_spec(**{"method.grpo_max_completion_length": 64})
+    long = grpo_spec(**{"method.grpo_max_completion_length": 1024})
+    kv = [estimate_memory(s, shape, gpu, tokens_per_row=100).generation for s in (short, long)]
+    # keys and values, 32 layers x 8 heads x 128 dims, bf16, for the 8 answers of a step
+    assert kv[0] == pytest.approx(8 * (100 + 64) * 32 * 2 * 8 * 128 * 2)
+    assert kv[1] / kv[0] == pytest.approx((100 + 1024) / (100 + 64))
+    lora_kl = estimate_memory(short.with_overrides({"method.grpo_beta": 0.04}), shape, gpu, tokens_per_row=100)
+    full_kl = estimate_memory(
+        short.with_overrides({"method.grpo_beta": 0.04, "method.type": "full"}), shape, gpu, tokens_per_row=100
+    )
+    assert lora_kl.generation == kv[0]  # LoRA's reference is the base with the adapter off: no copy
+    assert full_kl.generation - kv[0] == pytest.approx(shape.parameters() * 2)
+    assert "generation (KV cache" in "\n".join(full_kl.lines())
+
+    tiny = grpo_spec(**{"model.name_or_path": str(tiny_model_dir), "hyperparameters.max_steps": 10})
+    (preview,) = preview_job(tiny, devices=[gpu])
+    assert 0 < preview.generation_seconds < preview.seconds
+    (longer,) = preview_job(tiny.with_overrides({"method.grpo_max_completion_length": 640}), devices=[gpu])
+    assert longer.generation_seconds == pytest.approx(10 * preview.generation_seconds)
+    assert any("writing answers" in line for line in preview.lines())
