@@ -158,7 +158,7 @@ class MethodSection(_Section):
     preference_loss: Literal["sigmoid", "simpo"] = Field(
         "sigmoid",
         description="cpo: sigmoid is CPO's loss (with a likelihood term on the better answer); simpo is SimPO "
-        "(length-normalised, with a target margin).",
+        "(length-normalised, with a target margin; it wants a larger dpo_beta, 2-2.5).",
     )
 
     @field_validator("target_modules")
