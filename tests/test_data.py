@@ -37,7 +37,8 @@ def test_placeholders_are_only_filled_in_demo_data(tmp_path):
 
 
 def test_unknown_demo_lists_the_choices():
-    with pytest.raises(UserError, match="no demo called 'nope'. Choose one of: general, identity, kto, preferences"):
+    choices = "Choose one of: arithmetic, general, identity, kto, preferences"
+    with pytest.raises(UserError, match=f"no demo called 'nope'. {choices}"):
         load_conversations(DataSection(source="demo:nope"))
 
 

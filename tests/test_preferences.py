@@ -91,7 +91,10 @@ def test_the_wrong_kind_of_rows_for_the_objective_says_which_objective_fits(tmp_
     problems = dict(preflight_problems(dpo_on_chat_rows))
     assert "dpo needs preference rows" in problems["data.source"]
     sft_on_pairs = JobSpec().with_overrides({"data.source": "demo:preferences", "data.mix_in": []})
-    assert "Train on them with method.objective dpo or reward" in dict(preflight_problems(sft_on_pairs))["data.source"]
+    assert (
+        "Train on them with method.objective dpo, orpo, cpo or reward"
+        in dict(preflight_problems(sft_on_pairs))["data.source"]
+    )
 
 
 def test_the_demo_has_80_distinct_pairs():

@@ -123,7 +123,25 @@ def _without(args: list[str], flag: str) -> list[str]:
     return args[:at] + args[at + 2 :]
 
 
+# No TRL command line reproduces these: GRPO's rewards are Lathe's own functions (training/rewards.py), and
+# ORPO/CPO are TRL experimental trainers without a CLI command
+NO_TRL_COMMAND = {
+    "grpo": "its rewards are Lathe's own reward functions (training/rewards.py), which TRL's `trl grpo` cannot name",
+    "orpo": "TRL ships ORPO as an experimental trainer without a `trl` command",
+    "cpo": "TRL ships CPO/SimPO as an experimental trainer without a `trl` command",
+}
+
+
 def reproduce_text(spec: JobSpec, trl_args: list[str]) -> str:
+    if spec.method.objective in NO_TRL_COMMAND:
+        return (
+            f"# Reproduce {spec.name}\n\n"
+            "With Lathe (the same spec; data.json holds the sources' hashes, to check the data is unchanged):\n\n"
+            "```bash\npython app.py train spec.yaml\n```\n\n"
+            f"There is no TRL command line for this job: {NO_TRL_COMMAND[spec.method.objective]}. The rows it "
+            "trained on are in prepared-data/, and the trainer settings Lathe passed are:\n\n"
+            f"```\n{shlex.join(trl_args)}\n```\n"
+        )
     command = TRL_COMMAND[spec.method.objective]
     trl_line = shlex.join(["trl", command, *trl_args])
     on_gpus = shlex.join(["trl", command, *_without(trl_args, "--use_cpu")])

@@ -35,9 +35,11 @@ from training.data.masking import prepare_sft
 from training.distributed import rank, world_size
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
+from training.grpo import progress_fields as grpo_progress_fields
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.model_card import model_card
 from training.models import merge_adapters, starting_point
+from training.preference import PREFERENCE_CONFIG_FOR, PREFERENCE_TRAINER_FOR
 from training.sharding import fsdp_arguments, layer_classes
 from training.spec import JobSpec, target_module_names
 
@@ -145,6 +147,9 @@ def to_kto_config(
 
 CONFIG_FOR = {"sft": to_sft_config, "dpo": to_dpo_config, "reward": to_reward_config, "kto": to_kto_config}
 TRAINER_FOR = {"sft": SFTTrainer, "dpo": DPOTrainer, "reward": RewardTrainer, "kto": KTOTrainer}
+# ORPO and CPO/SimPO: TRL's experimental trainers over the same pairs as DPO (training/preference.py)
+CONFIG_FOR |= PREFERENCE_CONFIG_FOR
+TRAINER_FOR |= PREFERENCE_TRAINER_FOR
 
 
 def load_model(spec: JobSpec, plan: Plan, token: str | None):
@@ -178,9 +183,18 @@ def load_model(spec: JobSpec, plan: Plan, token: str | None):
     return merge_adapters(model, earlier_adapters), tokenizer
 
 
-def build_trainer(spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_data, callbacks, output_dir: Path):
+def build_trainer(
+    spec: JobSpec, plan: Plan, model, tokenizer, train_data, eval_data, callbacks, output_dir: Path, token=None
+):
     """The TRL trainer for the spec's objective, over a loaded model (see `load_model`)."""
     objective = spec.method.objective
+    if objective == "grpo":  # generates its own answers and learns from their rewards (training/grpo.py)
+        from training.grpo import build_grpo_trainer
+
+        checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
+        return build_grpo_trainer(
+            spec, plan, model, tokenizer, train_data, callbacks, output_dir, checkpointing, to_lora_config(spec), token
+        )
     counts = None
     if objective == "sft":
         patches.score_only_labelled_positions()
@@ -273,6 +287,7 @@ class EventCallback(TrainerCallback):
                 # DPOTrainer logs rewards/margins and rewards/accuracies; RewardTrainer margin and accuracy
                 reward_margin=_maybe_float(logs.get("rewards/margins", logs.get("margin"))),
                 reward_accuracy=_maybe_float(logs.get("rewards/accuracies", logs.get("accuracy"))),
+                **(grpo_progress_fields(logs) if "reward" in logs else {}),
             )
         )
         values = [float(logs["loss"]), _maybe_float(logs.get("grad_norm"))]
@@ -374,14 +389,18 @@ def run_job(
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / jobdir.TENSORBOARD)
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
     trainer = build_trainer(
-        spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS
+        spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS, token
     )
-    if trainer.lathe_data_counts:
+    if getattr(trainer, "lathe_data_counts", None):  # SFT's counts (GRPO reads prompts, not answers)
         trained = trainer.lathe_data_counts
         emit(Log(message="data as trained: " + describe_counts(trained["train"])))
         if rank() == 0:
             summary = json.loads((job_dir / jobdir.DATA_SUMMARY).read_text())
             (job_dir / jobdir.DATA_SUMMARY).write_text(json.dumps(summary | {"trained": trained}, indent=1))
+    if objective == "grpo":  # a few scored answers per step go to the run view
+        from training.grpo import SampleCallback
+
+        trainer.add_callback(SampleCallback(trainer.lathe_reward_log, emit))
     if rank() == 0:  # the rows, versions, hardware and command lines that reproduce this run
         lora = getattr(trainer.model, "peft_config", {}).get("default")  # the LoraConfig the trainer applied
         write_bundle(spec, job_dir, starting_point(spec)[0], trainer.args, lora, train_data, eval_data)

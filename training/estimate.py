@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training import jobdir
+from training import grpo_estimate, jobdir
 from training.sizes import ModelShape
 from training.spec import JobSpec, sharding_problems
 
@@ -41,10 +41,11 @@ class MemoryEstimate:
     activations: float
     logits: float
     overhead: float
+    generation: float = 0.0  # GRPO: the KV cache of the answers it writes, and a reference model if kept
 
     @property
     def total(self) -> float:
-        return self.weights + self.trainable_state + self.activations + self.logits + self.overhead
+        return self.weights + self.trainable_state + self.activations + self.logits + self.overhead + self.generation
 
     def lines(self) -> list[str]:
         parts = [
@@ -54,6 +55,8 @@ class MemoryEstimate:
             ("logits", self.logits),
             ("overhead", self.overhead),
         ]
+        if self.generation:
+            parts.append(("generation (KV cache of the answers, reference model)", self.generation))
         return [f"{name}: {value / GB:.2f} GB" for name, value in parts] + [f"total: {self.total / GB:.2f} GB"]
 
 
@@ -91,8 +94,14 @@ def estimate_memory(
     if hp.distributed == "fsdp" and hp.devices > 1:
         weights, state = sharded(weights, state, shape, weight_bytes, hp.devices)
     tokens = hp.batch_size * min(tokens_per_row or hp.context_length, hp.context_length)
-    if spec.method.objective in ("dpo", "kto"):
-        tokens *= 2  # DPO: the better and the worse answer go through together; KTO: the answer and its KL pair
+    generation = 0.0
+    if spec.method.objective in ("dpo", "orpo", "cpo", "kto"):
+        tokens *= 2  # pairs: the better and the worse answer go through together; KTO: the answer and its KL pair
+    elif spec.method.objective == "grpo":  # rows are prompts; the trainer reads each with the answer it wrote
+        prompt_tokens = min(tokens_per_row or hp.context_length, hp.context_length)
+        tokens = hp.batch_size * grpo_estimate.training_row_tokens(spec, prompt_tokens)
+        answer_share = spec.method.grpo_max_completion_length / grpo_estimate.training_row_tokens(spec, prompt_tokens)
+        generation = grpo_estimate.generation_memory(spec, shape, device, prompt_tokens)
     value = bytes_per_value(spec, device)
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
     per_layer = value * (6 * h + 2 * kv + 4 * i)
@@ -111,7 +120,7 @@ def estimate_memory(
         overhead = 1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)
     else:
         overhead = 0.5 * total * weight_bytes
-    return MemoryEstimate(weights, state, activations, logits, overhead)
+    return MemoryEstimate(weights, state, activations, logits, overhead, generation)
 
 
 def sharded(weights: float, state: float, shape: ModelShape, weight_bytes: int, devices: int) -> tuple[float, float]:
@@ -226,6 +235,7 @@ class Preview:
     seconds: float
     tokens: int
     measured_tokens_per_second: float | None = None
+    generation_seconds: float = 0.0  # GRPO: the part of `seconds` spent writing answers
 
     def lines(self, price_per_hour: float | None = None) -> list[str]:
         where = f"{self.device.name} ({self.device.memory_gb:.1f} GB free)"
@@ -238,6 +248,8 @@ class Preview:
             else "typical speed for such runs, not measured"
         )
         lines.append(f"time: about {minutes:.0f} min for {self.tokens:,} tokens ({how})")
+        if self.generation_seconds:
+            lines.append(f"  of which about {self.generation_seconds / 60:.0f} min writing answers (GRPO generation)")
         if price_per_hour:
             lines.append(f"cost: about {price_per_hour * self.seconds / 3600:.2f} at {price_per_hour:g} per hour")
         if self.verdict != FITS:
@@ -275,11 +287,16 @@ def preview_job(
         memory = estimate_memory(spec, shape, device, tokens_per_row=row_tokens)
         found = verdict(memory, device)
         options = suggestions(spec, shape, device, tokens_per_row=row_tokens) if found != FITS else []
-        seconds = estimate_seconds(spec, shape, device, summary.total_tokens)
+        tokens, generating = summary.total_tokens, 0.0
+        if spec.method.objective == "grpo":  # it trains on the answers it writes, and writing them takes time
+            mean_prompt = summary.tokens_per_epoch / max(summary.train_rows, 1)
+            tokens = grpo_estimate.training_tokens(spec, summary.steps, mean_prompt)
+            generating = grpo_estimate.generation_seconds(spec, shape, device, summary.steps)
+        seconds = estimate_seconds(spec, shape, device, tokens) + generating
         if measured_tokens_per_second:
-            seconds = summary.total_tokens / measured_tokens_per_second
+            seconds = tokens / measured_tokens_per_second  # a measured GRPO step already includes its writing
         previews.append(
-            Preview(device, memory, found, options, seconds, summary.total_tokens, measured_tokens_per_second)
+            Preview(device, memory, found, options, seconds, tokens, measured_tokens_per_second, generating)
         )
     return previews
 

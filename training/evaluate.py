@@ -252,6 +252,10 @@ def evaluate_job(
         )
     rows, held_out = held_out_rows(spec, token)
     session = ChatSession(job_dir, token=token, share_base_weights=True)
+    if spec.method.objective == "grpo":  # no answers to compare with: the job's own rewards score both sides
+        from training.grpo import evaluate_rewards
+
+        return evaluate_rewards(session, spec, job_dir, rows[:max_rows], held_out, samples, should_stop, token)
     return evaluate_session(session, spec, job_dir, rows[:max_rows], held_out, samples, should_stop)
 
 

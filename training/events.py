@@ -50,6 +50,13 @@ class Progress(Event):
     # one, and how often it scores higher at all
     reward_margin: float | None = None
     reward_accuracy: float | None = None
+    # GRPO only: the mean reward of the answers generated this step (weighted total, and per reward
+    # function), its spread, the KL from the starting model, and the answers' mean length in tokens
+    reward_mean: float | None = None
+    reward_std: float | None = None
+    kl: float | None = None
+    completion_length: float | None = None
+    rewards_by_function: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,15 @@ class Eval(Event):
     type: ClassVar[str] = "eval"
     step: int
     eval_loss: float
+
+
+@dataclass(frozen=True)
+class Samples(Event):
+    """GRPO: a few answers the model just wrote, each with its prompt, rewards and weighted total."""
+
+    type: ClassVar[str] = "samples"
+    step: int
+    samples: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,7 @@ class Failed(Event):
     hint: str = ""
 
 
-EVENT_TYPES = {cls.type: cls for cls in (Status, Progress, Eval, Log, Finished, Failed)}
+EVENT_TYPES = {cls.type: cls for cls in (Status, Progress, Eval, Log, Finished, Failed, Samples)}
 
 
 def parse_event(line: str) -> dict[str, Any] | None:

@@ -62,6 +62,13 @@ class JobSnapshot:
     learning_rate: tuple[tuple[int, float], ...] = ()
     reward_margin: tuple[tuple[int, float], ...] = ()  # DPO and reward jobs only
     reward_accuracy: tuple[tuple[int, float], ...] = ()
+    # GRPO jobs only: the curves of the rewards its answers earned, and the latest scored answers
+    reward_mean: tuple[tuple[int, float], ...] = ()
+    reward_std: tuple[tuple[int, float], ...] = ()
+    kl: tuple[tuple[int, float], ...] = ()
+    completion_length: tuple[tuple[int, float], ...] = ()
+    rewards_by_function: tuple[tuple[int, str, float], ...] = ()
+    samples: tuple[dict, ...] = ()
     logs: tuple[str, ...] = ()
     output_dir: str | None = None
     message: str = ""
@@ -96,7 +103,18 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
             learning_rate=_append(snapshot.learning_rate, step, record.get("learning_rate")),
             reward_margin=_append(snapshot.reward_margin, step, record.get("reward_margin")),
             reward_accuracy=_append(snapshot.reward_accuracy, step, record.get("reward_accuracy")),
+            **_grpo_curves(snapshot, step, record),
         )
+    if kind == "samples":
+        masked = [
+            {
+                **sample,
+                "prompt": redact(str(sample.get("prompt", ""))),
+                "completion": redact(str(sample.get("completion", ""))),
+            }
+            for sample in record["samples"]
+        ]
+        return replace(snapshot, samples=tuple(masked))
     if kind == "eval":
         return replace(snapshot, eval_loss=_append(snapshot.eval_loss, record["step"], record["eval_loss"]))
     if kind == "log":  # masked again on reading: a job folder may come from another program or an older Lathe
@@ -108,6 +126,18 @@ def apply_event(snapshot: JobSnapshot, record: dict) -> JobSnapshot:
         message, hint = redact(record["message"]), redact(record.get("hint", ""))
         return replace(snapshot, state=jobdir.FAILED, phase="done", message=message, hint=hint)
     return snapshot
+
+
+def _grpo_curves(snapshot: JobSnapshot, step: int, record: dict) -> dict:
+    """GRPO's reward curves from one progress record (each kept as it was when the record has none)."""
+    curves = {name: _append(getattr(snapshot, name), step, record.get(name)) for name in GRPO_CURVES}
+    by_function = tuple(point for point in snapshot.rewards_by_function if point[0] < step)
+    for name, value in (record.get("rewards_by_function") or {}).items():
+        by_function += ((step, name, float(value)),)
+    return curves | {"rewards_by_function": by_function}
+
+
+GRPO_CURVES = ("reward_mean", "reward_std", "kl", "completion_length")
 
 
 def _append(series: tuple, step: int, value: float | None) -> tuple:

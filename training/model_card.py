@@ -18,7 +18,15 @@ from training.spec import EMBEDDED_MODEL, JobSpec
 
 # The embedded model is this Hub model, read from a 4-bit GGUF copy and de-quantised
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-OBJECTIVE_TAGS = {"sft": "sft", "dpo": "dpo", "reward": "reward-model", "kto": "kto"}
+OBJECTIVE_TAGS = {
+    "sft": "sft",
+    "dpo": "dpo",
+    "reward": "reward-model",
+    "kto": "kto",
+    "grpo": "grpo",
+    "orpo": "orpo",
+    "cpo": "cpo",
+}
 
 
 def base_model_id(spec: JobSpec) -> str:

@@ -34,7 +34,11 @@ def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None, token: str |
 
     model_field = "model.start_from_job" if spec.model.start_from_job else "model.name_or_path"
     reference = check(model_field, lambda: starting_point(spec)[0])
-    check("data.source", lambda: load_rows(spec.data, spec.method.objective, token))
+    rows = check("data.source", lambda: load_rows(spec.data, spec.method.objective, token))
+    if spec.method.objective == "grpo":  # the rewards' columns and jobs (training/rewards.py)
+        from training.rewards import data_columns, reward_problems
+
+        problems += reward_problems(spec.method.rewards, data_columns(rows) if rows else None)
     if spec.data.validation_source:
         check("data.validation_source", lambda: load_validation(spec.data, spec.method.objective, token))
     plan = check("hyperparameters.precision", lambda: plan_for(spec))

@@ -49,3 +49,26 @@ class RewardScorer:
         inputs = self.tokenizer.apply_chat_template(conversation, return_dict=True, return_tensors="pt")
         with torch.inference_mode():
             return float(self.model(**inputs).logits[0, 0])
+
+    def score_many(self, prompts: list[str], answers: list[str], batch_size: int = 8) -> list[float]:
+        """Scores of many (prompt, answer) pairs, a few at a time (a GRPO step scores every answer it wrote)."""
+        import torch
+
+        texts = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}, {"role": "assistant", "content": a}], tokenize=False
+            )
+            for p, a in zip(prompts, answers, strict=True)
+        ]
+        scores = []
+        for start in range(0, len(texts), batch_size):
+            inputs = self.tokenizer(
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                padding_side="right",
+                add_special_tokens=False,
+            )
+            with torch.inference_mode():
+                scores += [float(v) for v in self.model(**inputs).logits[:, 0]]
+        return scores

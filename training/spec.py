@@ -28,6 +28,7 @@ from pydantic import (
 from training import jobdir
 from training.errors import UserError
 from training.redact import contains_secret, redact
+from training.reward_spec import RewardChoice, grpo_problems
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 DEMO_PREFIX = "demo:"
@@ -202,17 +203,22 @@ class MethodSection(_Section):
         description="lora trains small adapters (fast, light); qlora does so over a 4-bit base (least memory); "
         "full updates every weight (most memory).",
     )
-    objective: Literal["sft", "dpo", "reward", "kto"] = Field(
+    objective: Literal["sft", "dpo", "reward", "kto", "grpo", "orpo", "cpo"] = Field(
         "sft",
         title="Training objective",
         description="sft learns from example answers; dpo learns from pairs of a better and a worse answer; "
-        "reward trains a model that scores answers (for RLHF); kto learns from single answers marked good or bad.",
+        "reward trains a model that scores answers (for RLHF); kto learns from single answers marked good or bad; "
+        "grpo learns from rewards on its own answers to prompts; orpo and cpo learn from the same pairs as dpo "
+        "without a reference model.",
         json_schema_extra={
             "choice_labels": {
                 "sft": "Learn from example answers (SFT)",
                 "dpo": "Prefer the better of two answers (DPO)",
                 "reward": "Train a reward model that scores answers",
                 "kto": "Learn from answers marked good or bad (KTO)",
+                "grpo": "Learn from rewards on its own answers (GRPO)",
+                "orpo": "Prefer the better answer, no reference model (ORPO)",
+                "cpo": "Prefer the better answer, no reference model (CPO / SimPO)",
             }
         },
     )
@@ -252,6 +258,34 @@ class MethodSection(_Section):
         le=10.0,
         title="DPO / KTO beta",
         description="DPO and KTO: how far the model may move from where it started; 0.1 is typical.",
+    )
+    # GRPO (method.objective grpo): the model answers each prompt several times and learns from the rewards
+    grpo_generations: int = Field(
+        4, ge=2, le=64, description="GRPO: answers sampled per prompt; each is scored against the others' mean."
+    )
+    grpo_max_completion_length: int = Field(
+        64, ge=1, le=32768, description="GRPO: longest answer in tokens the model may write while training."
+    )
+    grpo_temperature: float = Field(
+        1.0, gt=0.0, le=2.0, description="GRPO: sampling temperature; higher gives more varied answers to learn from."
+    )
+    grpo_beta: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="GRPO: KL penalty keeping the model near where it started (0 = none, no reference pass; 0.04 "
+        "is a common choice).",
+    )
+    rewards: list[RewardChoice] = Field(
+        [],
+        max_length=8,
+        description="GRPO: the rewards and their weights, e.g. [{kind: match, column: answer}, {kind: format, "
+        "preset: only_number, weight: 0.5}].",
+    )
+    preference_loss: Literal["sigmoid", "simpo"] = Field(
+        "sigmoid",
+        description="cpo: sigmoid is CPO's loss (with a likelihood term on the better answer); simpo is SimPO "
+        "(length-normalised, with a target margin; it wants a larger dpo_beta, 2-2.5).",
     )
 
     @field_validator("target_modules")
@@ -395,6 +429,7 @@ class JobSpec(_Section):
                 "in the wizard's token field (or HF_TOKEN on the command line) and the model or dataset id here."
             )
         problems += sharding_problems(self)
+        problems += grpo_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -30,6 +30,10 @@ class Monitor:
     eval_plot: gr.LinePlot
     lr_plot: gr.LinePlot
     preference_plot: gr.LinePlot
+    reward_plot: gr.LinePlot
+    spread_plot: gr.LinePlot
+    length_plot: gr.LinePlot
+    samples: gr.HTML
     logs: gr.Textbox
     stop: gr.Button
     resume: gr.Button
@@ -45,6 +49,10 @@ class Monitor:
             self.eval_plot,
             self.lr_plot,
             self.preference_plot,
+            self.reward_plot,
+            self.spread_plot,
+            self.length_plot,
+            self.samples,
             self.logs,
         ]
 
@@ -99,6 +107,53 @@ def preference_plot(snapshot: JobSnapshot):
     return gr.LinePlot(value=preference_frame(snapshot), visible=bool(snapshot.reward_margin))
 
 
+def reward_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    """GRPO: the weighted total reward and each reward function's mean, one line each."""
+    rows = [(step, value, "total (weighted)") for step, value in snapshot.reward_mean]
+    rows += [(step, value, name) for step, name, value in snapshot.rewards_by_function]
+    return pd.DataFrame(rows, columns=["step", "value", "reward"]).astype({"step": "float64", "value": "float64"})
+
+
+def spread_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    rows = [(step, value, "reward spread (std)") for step, value in snapshot.reward_std]
+    rows += [(step, value, "KL from the start") for step, value in snapshot.kl]
+    return pd.DataFrame(rows, columns=["step", "value", "metric"]).astype({"step": "float64", "value": "float64"})
+
+
+def length_frame(snapshot: JobSnapshot) -> pd.DataFrame:
+    return typed(pd.DataFrame(list(snapshot.completion_length), columns=["step", "answer_tokens"]))
+
+
+def samples_html(snapshot: JobSnapshot) -> str:
+    """The latest scored answers (best, middle, worst of the step), so a person sees what is rewarded."""
+    if not snapshot.samples:
+        return ""
+    rows = []
+    for sample in snapshot.samples:
+        rewards = ", ".join(
+            f"{html.escape(name)} {value:.2f}" for name, value in sample["rewards"].items() if value is not None
+        )
+        rows.append(
+            f"<tr><td>{html.escape(sample['prompt'][:200])}</td><td><pre style='white-space:pre-wrap'>"
+            f"{html.escape(sample['completion'][:400])}</pre></td><td>{sample['total']:.2f}</td><td>{rewards}</td></tr>"
+        )
+    return (
+        "<p><b>Answers the model just wrote</b> (best, middle and worst of the last step)</p><table>"
+        "<tr><th>Prompt</th><th>Answer</th><th>Reward</th><th>Per reward</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def grpo_views(snapshot: JobSnapshot) -> list:
+    # Shown only for GRPO jobs: other objectives have no rewards of their own answers
+    shown = bool(snapshot.reward_mean)
+    return [
+        gr.LinePlot(value=reward_frame(snapshot), visible=shown),
+        gr.LinePlot(value=spread_frame(snapshot), visible=shown),
+        gr.LinePlot(value=length_frame(snapshot), visible=shown),
+        samples_html(snapshot),
+    ]
+
+
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     # An empty frame defaults to text columns; the plot would then keep a text axis with the
     # values in arrival order, even after numbers arrive. Numbers from the first draw keep it numeric.
@@ -108,18 +163,20 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 def render(manager: JobManager, job_id: str | None) -> list:
     if not job_id:
         empty = JobSnapshot(job_id="", job_dir="")
-        frames = [loss_frame(empty), eval_frame(empty), lr_frame(empty), preference_plot(empty)]
+        frames = [loss_frame(empty), eval_frame(empty), lr_frame(empty), preference_plot(empty), *grpo_views(empty)]
         return ["No job yet: launch one above.", "", *frames, ""]
     try:
         snapshot = manager.snapshot(job_id)
     except KeyError:
+        hidden = [gr.LinePlot(visible=False)] * 4
         return [
             f"No job called {html.escape(job_id[:80])}; pick one from the list.",
             "",
             None,
             None,
             None,
-            gr.LinePlot(visible=False),
+            *hidden,
+            "",
             "",
         ]
     logs = "\n".join(snapshot.logs[-LOG_LINES:])
@@ -134,6 +191,7 @@ def render(manager: JobManager, job_id: str | None) -> list:
         eval_frame(snapshot),
         lr_frame(snapshot),
         preference_plot(snapshot),
+        *grpo_views(snapshot),
         logs,
     ]
 
@@ -176,6 +234,17 @@ def build(manager: JobManager) -> Monitor:
         height=260,
         visible=False,
     )
+    with gr.Row():
+        reward_plot = gr.LinePlot(
+            x="step", y="value", color="reward", title="Mean reward (GRPO)", height=260, visible=False
+        )
+        spread_plot = gr.LinePlot(
+            x="step", y="value", color="metric", title="Reward spread and KL (GRPO)", height=260, visible=False
+        )
+        length_plot = gr.LinePlot(
+            x="step", y="answer_tokens", title="Answer length in tokens (GRPO)", height=260, visible=False
+        )
+    samples = gr.HTML()
     logs = gr.Textbox(label="Recent log lines", lines=6, max_lines=12, interactive=False)
     with gr.Row():
         stop = gr.Button("Stop (saves a checkpoint first)", variant="stop")
@@ -188,7 +257,22 @@ def build(manager: JobManager) -> Monitor:
             cancel = gr.Button("Cancel")
     timer = gr.Timer(POLL_SECONDS)
     monitor = Monitor(
-        job, status, progress, loss_plot, eval_plot, lr_plot, preference, logs, stop, resume, timer, confirm
+        job,
+        status,
+        progress,
+        loss_plot,
+        eval_plot,
+        lr_plot,
+        preference,
+        reward_plot,
+        spread_plot,
+        length_plot,
+        samples,
+        logs,
+        stop,
+        resume,
+        timer,
+        confirm,
     )
 
     def refresh(job_id):

@@ -217,6 +217,10 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
     _duplicates(report, examples)
     _overlap(report, [ex for _, _, ex in examples], spec)
     report.validation = _validation_plan(spec, len(examples))
+    if spec.method.objective == "grpo":  # a reward naming a column the data lacks, or a job that is no reward model
+        from training.rewards import reward_check_problems
+
+        report.problems += reward_check_problems(spec, [ex for _, _, ex in examples])
     tokenizer = load_tokenizer(spec, token)
     train_on = spec.data.train_on
     report.preview = _previews(tokenizer, [ex for _, _, ex in examples[:preview_rows]], train_on)

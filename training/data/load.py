@@ -25,7 +25,7 @@ from training.spec import DEMO_PREFIX, HUB_PREFIX, DataSection
 
 DEMO_DIR = PRESETS_DIR / "data"
 MAX_REPORTED_PROBLEMS = 10
-PREFERENCE_OBJECTIVES = ("dpo", "reward")  # trained on pairs; kto on single answers marked good or bad
+PREFERENCE_OBJECTIVES = ("dpo", "reward", "orpo", "cpo")  # trained on pairs; kto on single answers marked good or bad
 UNPAIRED = "unpaired_preference"
 
 Conversation = list[dict[str, str]]
@@ -158,6 +158,12 @@ def load_sources(data: DataSection, objective: str = "sft", token: str | None = 
     """Every source of the spec, loaded, plus the checks that span them (task vs objective, mixing).
 
     Unchanged local files are read once per process (see `LOADED`); callers get their own copies."""
+    if objective == "grpo":  # GRPO reads prompts only, from any chat-like file (training/data/prompts.py)
+        from training.data.prompts import load_prompt_source
+
+        return [load_prompt_source(data, data.source, token=token)] + [
+            load_prompt_source(data, s, main=False, token=token) for s in data.mix_in
+        ]
     stamp = data_stamp(data)
     key = None if stamp is None else (data.model_dump_json(), objective, stamp)
     kept = LOADED.get(key, lambda: _read_sources(data, objective, token))
@@ -199,7 +205,7 @@ def _read_sources(data: DataSection, objective: str, token: str | None) -> list[
                 "task.objective",
                 "file",
                 "these are preference rows (prompt/chosen/rejected).",
-                "Train on them with method.objective dpo or reward, or kto.",
+                "Train on them with method.objective dpo, orpo, cpo or reward, or kto.",
             )
         )
     elif main.task and main.task != "preference" and objective in PREFERENCE_OBJECTIVES:
@@ -251,7 +257,12 @@ def load_conversations(data: DataSection) -> list[Conversation]:
 def load_validation(data: DataSection, objective: str = "sft", token: str | None = None) -> list[dict[str, Any]]:
     """The separate validation set (data.validation_source), checked like the training data."""
     held_out = data.model_copy(update={"source": data.source, "mix_in": [], "max_rows": None})
-    loaded = load_source(held_out, data.validation_source, token=token)
+    if objective == "grpo":
+        from training.data.prompts import load_prompt_source
+
+        loaded = load_prompt_source(held_out, data.validation_source, token=token)
+    else:
+        loaded = load_source(held_out, data.validation_source, token=token)
     if loaded.errors:
         shown = "\n".join(f"  - {p}" for p in loaded.errors[:MAX_REPORTED_PROBLEMS])
         raise UserError(f"data.validation_source: {len(loaded.errors)} problem(s):\n{shown}")

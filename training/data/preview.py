@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from training.data.load import data_stamp, load_rows, split_rows
 from training.data.masking import ALL_TURNS, label_example, trained_text
+from training.data.prompts import is_prompt_row
 from training.errors import UserError
 from training.memo import Recent, secret_digest
 from training.models import resolve_model
@@ -91,6 +92,9 @@ def render_examples(spec: JobSpec, count: int = 3, token: str | None = None) -> 
 
 
 def render_row(tokenizer, row: dict, train_on: str = ALL_TURNS) -> RenderedExample:
+    if is_prompt_row(row):  # a GRPO prompt: the model writes the answer itself while training
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        return RenderedExample(prompt=prompt, completion="")
     if "chosen" in row:
         return render_pair(tokenizer, row)
     if "text" in row:  # continued pre-training: the raw text, every token trained, no template
@@ -107,6 +111,11 @@ def render_row(tokenizer, row: dict, train_on: str = ALL_TURNS) -> RenderedExamp
 
 def token_lengths(tokenizer, row: dict) -> list[int]:
     """Tokens of each sequence the trainer reads for this row (two for a preference pair)."""
+    if is_prompt_row(row):  # a GRPO prompt: its answer is generated, not read
+        prompt = tokenizer.apply_chat_template(
+            row["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True
+        )
+        return [len(prompt["input_ids"])]
     if "text" in row or "label" not in row and "chosen" not in row:  # what the SFT trainer reads
         return [len(label_example(tokenizer, row).input_ids)]
     answers = [row["chosen"], row["rejected"]] if "chosen" in row else [row["completion"]]
