@@ -165,6 +165,15 @@ class _AttachedWorker:
 LOST_EXIT_CODE = 255  # how an attached worker's end reads: its exit code is not ours to know
 
 
+def _notify_url(job_dir: Path, secrets: dict[str, str] | None) -> str | None:
+    from training.notify import webhook_url
+
+    try:
+        return webhook_url(load_spec(job_dir / "spec.yaml").output.notify, secrets)
+    except (UserError, OSError):
+        return None
+
+
 def worker_alive(pid: int | None, process_started: float | None) -> bool:
     if not pid or process_started is None:
         return False
@@ -188,6 +197,7 @@ class _Job:
     secrets: dict[str, str] = field(default_factory=dict)  # held in memory only until the worker starts
     resume: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    notify_url: str | None = None  # output.notify's webhook, in memory only (it is a secret)
 
 
 class JobManager:
@@ -214,6 +224,7 @@ class JobManager:
 
     def _attach(self, job_dir: Path, worker: _AttachedWorker) -> None:
         job = _Job(snapshot=JobSnapshot(job_id=job_dir.name, job_dir=str(job_dir)), process=worker)
+        job.notify_url = _notify_url(job_dir, None)
         self._read_events(job)
         job.thread = threading.Thread(target=self._watch, args=(job,), name=f"reattach-{job_dir.name}", daemon=True)
         with self._lock:
@@ -270,6 +281,7 @@ class JobManager:
         job_id = job_dir.name
         snapshot = JobSnapshot(job_id=job_id, job_dir=str(job_dir), phase="waiting for its turn")
         job = _Job(snapshot=snapshot, secrets=dict(secrets or {}), resume=resume)
+        job.notify_url = _notify_url(job_dir, secrets)
         if resume:
             # Keep the curve so far, but not the old ending: watchers must wait for the new run's
             self._read_events(job)
@@ -364,7 +376,8 @@ class JobManager:
 
     def _supervise(self, job: _Job) -> None:
         while not self._my_turn(job):
-            if job.stop_deadline is not None:  # stopped while still waiting: it never ran
+            # stopped while still waiting (here, or by another process's STOP file): it never ran
+            if job.stop_deadline is not None or (Path(job.snapshot.job_dir) / STOP_FILE).exists():
                 self._finish_unstarted(job)
                 return
             time.sleep(POLL_SECONDS)
@@ -375,6 +388,7 @@ class JobManager:
             job.snapshot = replace(job.snapshot, state="failed", phase="done", message=message)
             write_status(Path(job.snapshot.job_dir), state="failed", ended_at=time.time(), message=message)
             job.done.set()
+            self._ended(job)
             return
         self._watch(job)
 
@@ -419,11 +433,29 @@ class JobManager:
             write_status(Path(snapshot.job_dir), state=state, ended_at=time.time(), message=message, hint=hint)
         job.snapshot = snapshot
         job.done.set()
+        self._ended(job)
 
     def _finish_unstarted(self, job: _Job) -> None:
         job.snapshot = replace(job.snapshot, state="stopped", phase="done", message="Stopped before it started.")
         write_status(Path(job.snapshot.job_dir), state="stopped", ended_at=time.time(), message=job.snapshot.message)
         job.done.set()
+        self._ended(job)
+
+    def _ended(self, job: _Job) -> None:
+        """A job reached its end: its webhook notice (and the sweep's, if it was the sweep's last), in the
+        background. Nothing here may fail or delay the job; training/notify.py says why."""
+        from training.notify import send_in_background
+        from training.notify_jobs import job_end_notice, sweep_end_notice
+
+        if not job.notify_url:
+            return
+        try:
+            send_in_background(job.notify_url, job_end_notice(job.snapshot))
+            sweep_notice = sweep_end_notice(self, Path(job.snapshot.job_dir))
+            if sweep_notice:
+                send_in_background(job.notify_url, sweep_notice)
+        except Exception:  # noqa: BLE001 - a notice is never worth a job's record
+            logger.exception("could not build the notice for %s", job.snapshot.job_id)
 
     # ---- stopping ----------------------------------------------------------------------------
 

@@ -19,9 +19,9 @@ from training.jobs import JobManager
 from training.presets import example_jobs
 from training.redact import register_secret
 from training.spec import load_spec
-from wizard import chat, monitor, publish, results
+from wizard import chat, monitor, publish, results, runs
 from wizard.auth import Authenticator, ClientAddressMiddleware, require_login_unless_local
-from wizard.form import GENERAL_DEMO, SpecForm, owning_field, problems_markdown
+from wizard.form import GENERAL_DEMO, SWEEP_CONFIRM, SpecForm, owning_field, problems_markdown
 from wizard.steps import data, hyperparameters, model, preview
 
 STEP_MODEL, STEP_DATA, STEP_HYPER, STEP_PREVIEW, STEP_LAUNCH = 1, 2, 3, 4, 5
@@ -34,8 +34,8 @@ def build_ui(manager: JobManager) -> gr.Blocks:
     with gr.Blocks(title="Lathe") as demo:
         token = gr.State("")  # server-side, per browser session
         gr.Markdown("# Lathe\nFine-tune an open LLM in five steps, then chat with it.")
-        with gr.Tabs():
-            with gr.Tab("Fine-tune"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("Fine-tune", id="fine-tune"):
                 with gr.Walkthrough(selected=STEP_MODEL) as walkthrough:
                     with gr.Step("Model & token", id=STEP_MODEL):
                         model_step = model.build(form)
@@ -74,6 +74,9 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                 results_tab = results.build()
                 publish.connect(publish.build(), manager, job=results_tab.job, token=token)
                 results.connect(results_tab, manager, token)
+            with gr.Tab("Runs") as runs_tab_button:
+                runs_tab = runs.build()
+        runs.connect(runs_tab, manager, form, walkthrough, tabs, runs_tab_button)
 
         # ---- Navigation: Next validates the current step; Back keeps everything entered ----
         steps = {STEP_MODEL: model.PATHS, STEP_DATA: data.PATHS, STEP_HYPER: hyperparameters.PATHS}
@@ -208,6 +211,10 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             warning = None if anyway else preview.fit_warning(spec, secret or None)
             if warning:
                 return warning, gr.update()
+            if spec.sweep is not None:  # one job per point, through the same queue
+                confirmed = bool(dict(zip(form.components, values, strict=True)).get(SWEEP_CONFIRM))
+                message, first = runs.launch_sweep(manager, spec, {"HF_TOKEN": secret} if secret else None, confirmed)
+                return message, gr.update(choices=manager.list_jobs(), value=first) if first else gr.update()
             try:
                 job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None, queue=queue)
             except UserError as error:
