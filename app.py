@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if "training.notify" in sys.modules:  # a job ended here: let its webhook notice go out first
+            sys.modules["training.notify"].flush()
 
 
 def command_train(args) -> int:

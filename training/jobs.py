@@ -387,8 +387,8 @@ class JobManager:
             message = redact(f"The training process could not be started: {error}")
             job.snapshot = replace(job.snapshot, state="failed", phase="done", message=message)
             write_status(Path(job.snapshot.job_dir), state="failed", ended_at=time.time(), message=message)
-            job.done.set()
             self._ended(job)
+            job.done.set()
             return
         self._watch(job)
 
@@ -432,14 +432,14 @@ class JobManager:
             snapshot = replace(snapshot, state=state, phase="done", message=message, hint=hint)
             write_status(Path(snapshot.job_dir), state=state, ended_at=time.time(), message=message, hint=hint)
         job.snapshot = snapshot
+        self._ended(job)  # before done: whoever waits for the job finds its notice on its way
         job.done.set()
-        self._ended(job)
 
     def _finish_unstarted(self, job: _Job) -> None:
         job.snapshot = replace(job.snapshot, state="stopped", phase="done", message="Stopped before it started.")
         write_status(Path(job.snapshot.job_dir), state="stopped", ended_at=time.time(), message=job.snapshot.message)
+        self._ended(job)  # before done: whoever waits for the job finds its notice on its way
         job.done.set()
-        self._ended(job)
 
     def _ended(self, job: _Job) -> None:
         """A job reached its end: its webhook notice (and the sweep's, if it was the sweep's last), in the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -48,6 +49,8 @@ def app_link(job_id: str) -> str:
 def job_notice(snapshot, metrics: dict[str, Any]) -> dict[str, Any]:
     """The body for one job's end, from its final snapshot."""
     state = snapshot.state
+    # JSON has no NaN: a diverged loss is left out of the numbers (the cause says what happened)
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
     headline = {
         "completed": f"Lathe: {snapshot.job_id} completed",
         "failed": f"Lathe: {snapshot.job_id} failed",
@@ -92,7 +95,7 @@ def _body(event: str, title: str, text: str, **fields) -> dict[str, Any]:
 
 def post(url: str, body: dict[str, Any], attempts: int = ATTEMPTS, backoff: float = BACKOFF_SECONDS) -> bool:
     """POST the body, retrying on errors and 5xx/429 answers; True once delivered. Never raises."""
-    data = json.dumps(body, allow_nan=False, default=str).encode()
+    data = json.dumps(body, default=str).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Lathe",
@@ -120,10 +123,22 @@ def post(url: str, body: dict[str, Any], attempts: int = ATTEMPTS, backoff: floa
     return False
 
 
+_pending: list[threading.Thread] = []
+
+
 def send_in_background(url: str | None, body: dict[str, Any]) -> threading.Thread | None:
     """Post without making anyone wait: on a daemon thread (an app exiting does not wait for a dead webhook)."""
     if not url:
         return None
     thread = threading.Thread(target=post, args=(url, body), name="lathe-notify", daemon=True)
     thread.start()
+    _pending.append(thread)
     return thread
+
+
+def flush(timeout: float = 15.0) -> None:
+    """Give notices still being sent a moment to go out before a command-line run exits (bounded)."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_pending):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    _pending[:] = [t for t in _pending if t.is_alive()]
