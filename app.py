@@ -318,7 +318,9 @@ def follow(manager, job_id: str):
             )
             last_line = line
         if snapshot.state in ("completed", "stopped", "failed"):
-            return snapshot
+            # The ending is read from the events a moment before the worker exits; wait for the manager to
+            # close the job (its webhook notice is on its way then) before the command can exit
+            return manager.wait(job_id, timeout=30)
 
 
 def progress_line(snapshot) -> str:

@@ -254,11 +254,14 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             jobs_with_a_model, inputs=results_tab.job, outputs=results_tab.job, api_visibility="private"
         )
 
-        def on_load():
+        def on_load(request: gr.Request):
             job_id = monitor.job_to_show(manager)
+            # A notice's link (?job=NAME) opens that job's run view; only a name from the jobs list is taken
+            linked = runs.linked_job(manager, request)
+            job_id = linked or job_id
             running = job_id is not None and manager.snapshot(job_id).state in ("queued", "running")
             jobs = gr.update(choices=manager.list_jobs(), value=job_id)
-            step = gr.Walkthrough(selected=STEP_LAUNCH) if running else gr.Walkthrough()
+            step = gr.Walkthrough(selected=STEP_LAUNCH) if running or linked else gr.Walkthrough()
             return jobs, step, finished_jobs()
 
         demo.load(on_load, outputs=[run_view.job, walkthrough, chat_tab.job], api_name="attach")

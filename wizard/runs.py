@@ -149,6 +149,13 @@ def launch_sweep(manager: JobManager, spec, secrets: dict | None, confirmed: boo
     ]
 
 
+def linked_job(manager: JobManager, request: gr.Request | None) -> str | None:
+    """The job a link names (`?job=NAME`, as webhook notices send), if it is one of this app's jobs."""
+    params = getattr(request, "query_params", None) or {}
+    job_id = params.get("job") if hasattr(params, "get") else None
+    return job_id if job_id and job_id in manager.list_jobs() else None
+
+
 def connect(tab: RunsTab, manager: JobManager, form: SpecForm, walkthrough, tabs, tab_button) -> None:
     compare_outputs = [tab.train_plot, tab.eval_plot, tab.table, tab.start_from]
     tab.compare.click(
