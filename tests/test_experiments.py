@@ -320,3 +320,46 @@ def test_sweep_spec_rules():
     with pytest.raises(UserError, match="output.notify: name an environment variable") as caught:
         JobSpec().with_overrides({"output.notify": "https://hooks.example/" + CANARY})
     assert CANARY not in str(caught.value)
+
+
+def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_best(cli_sweep):
+    """A person picks the sweep in the Runs tab, sees both plots and the best run, and starts from it."""
+    import re
+    import shutil
+
+    from training.jobs import JobManager
+    from wizard.app import launch
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium); `make test` installs it")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    jobs, _, _ = cli_sweep
+    members = sorted(p for p in jobs.iterdir() if (p / "sweep.json").is_file())
+    best = min(members, key=lambda m: min(losses(m, "eval")))
+    demo = launch(JobManager(jobs), port=None, block=False)
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(demo.local_url)
+            page.get_by_role("tab", name="Runs").click()
+            page.get_by_label("Or open a sweep").click()
+            page.get_by_role("option", name=re.compile(r"lr-sweep-")).first.click()
+            page.get_by_text(f"best run by validation loss: {best.name}").wait_for()
+            try:  # training and validation loss, each with the three runs overlaid
+                page.locator(".vega-embed").locator("visible=true").nth(1).wait_for()
+            finally:
+                page.screenshot(path=ROOT / "docs" / "screenshots" / "7-runs.png", full_page=True)
+            assert page.get_by_text("hyperparameters.learning_rate").count() >= 1
+            page.get_by_role("button", name="Start a new run from this one").click()
+            page.get_by_text("1 · Model & token").wait_for()
+            assert page.get_by_label("Job name").input_value() == load_name(best)
+            browser.close()
+    finally:
+        demo.close()
+
+
+def load_name(job_dir: Path) -> str:
+    return yaml.safe_load((job_dir / "spec.yaml").read_text())["name"]
