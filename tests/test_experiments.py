@@ -295,6 +295,41 @@ def test_the_wizard_builds_a_sweep_multiplies_the_time_and_asks_before_more_than
         demo.close()
 
 
+def test_a_webhook_typed_in_the_wizard_gets_the_notice_and_stays_out_of_the_spec(tmp_path, tiny_model_dir):
+    from gradio_client import Client
+    from helpers import form_values
+
+    from training.jobs import JobManager
+    from wizard.app import launch
+
+    hook = Webhook()
+    manager = JobManager(tmp_path / "jobs")
+    demo = launch(manager, port=None, block=False)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        client.predict(hook.url, api_name="/set_webhook")  # kept in the server's session state
+        settings = {"Job name": "hooked", "Model": str(tiny_model_dir), "Stop after": "Max steps", "Max steps": 400}
+        message, job = client.predict(*form_values(client, "/launch", **settings), api_name="/launch")
+        job_id = value_of(job)
+        assert message.startswith("Launched"), message
+        # At once, with a grace period longer than a busy machine's start-up: it ends stopped, before or at its
+        # first step
+        manager.stop(job_id, grace_seconds=600)
+        ended = manager.wait(job_id, 600)
+        assert ended.state == "stopped", ended.message
+        assert wait_until(lambda: hook.received, timeout=20), ended
+        assert hook.received[0]["job"] == job_id and hook.received[0]["event"] == "job_stopped"
+        spec_text = (tmp_path / "jobs" / job_id / "spec.yaml").read_text()
+        assert "notify: LATHE_NOTIFY_URL" in spec_text
+        for path in (tmp_path / "jobs").rglob("*"):
+            if path.is_file():
+                assert CANARY.encode() not in path.read_bytes(), path
+    finally:
+        manager.shutdown()
+        demo.close()
+        hook.close()
+
+
 def test_sweep_spec_rules():
     from training.errors import UserError
     from training.spec import JobSpec

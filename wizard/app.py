@@ -33,6 +33,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
     sessions = chat.SessionCache()
     with gr.Blocks(title="Lathe") as demo:
         token = gr.State("")  # server-side, per browser session
+        webhook = gr.State("")  # the notice webhook's URL: a secret too, kept like the token
         gr.Markdown("# Lathe\nFine-tune an open LLM in five steps, then chat with it.")
         with gr.Tabs() as tabs:
             with gr.Tab("Fine-tune", id="fine-tune"):
@@ -46,6 +47,7 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                             back_2, next_2 = gr.Button("Back"), gr.Button("Next", variant="primary")
                     with gr.Step("Hyperparameters", id=STEP_HYPER):
                         preset = hyperparameters.build(form)
+                        webhook_box = runs.webhook_field()
                         with gr.Row():
                             back_3, next_3 = gr.Button("Back"), gr.Button("Next", variant="primary")
                     with gr.Step("GPU preview", id=STEP_PREVIEW):
@@ -200,10 +202,16 @@ def build_ui(manager: JobManager) -> gr.Blocks:
             api_name="measure_speed",
         )
 
-        def launch(secret, queue, anyway, *values):
+        def launch(secret, hook, queue, anyway, *values):
             from training.preflight import preflight_problems
 
             spec, problems = form.build(values)
+            secrets = {"HF_TOKEN": secret} if secret else {}
+            if spec is not None and hook:  # the spec names the variable; the URL travels beside it, in memory
+                try:
+                    spec, secrets = runs.with_webhook(spec, secrets, hook)
+                except UserError as error:
+                    return f"⚠ {error}", gr.update()
             # files can vanish (and disks fill) between Next and Launch
             problems = problems or preflight_problems(spec, manager.jobs_dir, token=secret or None)
             if problems:
@@ -213,20 +221,21 @@ def build_ui(manager: JobManager) -> gr.Blocks:
                 return warning, gr.update()
             if spec.sweep is not None:  # one job per point, through the same queue
                 confirmed = bool(dict(zip(form.components, values, strict=True)).get(SWEEP_CONFIRM))
-                message, first = runs.launch_sweep(manager, spec, {"HF_TOKEN": secret} if secret else None, confirmed)
+                message, first = runs.launch_sweep(manager, spec, secrets or None, confirmed)
                 return message, gr.update(choices=manager.list_jobs(), value=first) if first else gr.update()
             try:
-                job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None, queue=queue)
+                job_id = manager.start(spec, secrets=secrets or None, queue=queue)
             except UserError as error:
                 return f"⚠ {error}", gr.update()
             return f"Launched **{job_id}**.", gr.update(choices=manager.list_jobs(), value=job_id)
 
         launch_button.click(
             launch,
-            inputs=[token, queue_if_busy, launch_anyway, *form.inputs],
+            inputs=[token, webhook, queue_if_busy, launch_anyway, *form.inputs],
             outputs=[launch_problems, run_view.job],
             api_name="launch",
         )
+        webhook_box.change(runs.keep_webhook, inputs=webhook_box, outputs=webhook, api_name="set_webhook")
 
         def resume(secret, job_id):
             if not job_id:

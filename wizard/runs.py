@@ -16,6 +16,7 @@ import pandas as pd
 from training.compare import BEST, best_run, curve_points, load_run, to_markdown
 from training.errors import UserError
 from training.jobs import JobManager
+from training.redact import register_secret
 from training.spec import load_spec
 from training.sweep import CONFIRM_ABOVE, expand, start_sweep, stop_sweep, sweeps
 from wizard.form import GENERAL_DEMO, SpecForm
@@ -147,6 +148,33 @@ def launch_sweep(manager: JobManager, spec, secrets: dict | None, confirmed: boo
     return f"Queued sweep **{sweep_id}**: {count} runs, one after another. Compare them in the **Runs** tab.", job_ids[
         0
     ]
+
+
+NOTIFY_VARIABLE = "LATHE_NOTIFY_URL"  # the name a wizard-typed webhook goes by (in memory, never the environment)
+
+
+def webhook_field() -> gr.Textbox:
+    return gr.Textbox(
+        label="Webhook URL for notices (optional)",
+        type="password",
+        info="A Slack, Discord or ntfy URL, posted to when the job completes, fails or is stopped (and when a "
+        "sweep finishes). Kept in this server's memory for your session only: never in the spec or a job file.",
+    )
+
+
+def keep_webhook(url: str | None) -> str:
+    url = (url or "").strip()
+    register_secret(url)  # masked in every log and message from now on
+    return url
+
+
+def with_webhook(spec, secrets: dict[str, str], url: str):
+    """The spec naming the webhook's variable, and the secrets carrying its URL (the JobManager keeps it in
+    memory only). A URL that is not http(s) is refused as a spec problem would be."""
+    if not url.startswith(("https://", "http://")):
+        raise UserError("Webhook URL: start it with https:// (or http:// for a server on your network).")
+    variable = spec.output.notify or NOTIFY_VARIABLE
+    return spec.with_overrides({"output.notify": variable}), {**secrets, variable: url}
 
 
 def linked_job(manager: JobManager, request: gr.Request | None) -> str | None:
