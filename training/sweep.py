@@ -108,14 +108,19 @@ def expand(spec: JobSpec) -> list[SweepPoint]:
     return [SweepPoint(_point_spec(spec, o, i, len(points)), o, i) for i, o in enumerate(points)]
 
 
-def new_sweep_id(spec: JobSpec) -> str:
-    return f"{spec.name}-sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+def new_sweep_id(spec: JobSpec, jobs_dir: Path) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    sweep_id, n = f"{spec.name}-sweep-{stamp}", 1
+    while any(Path(jobs_dir).glob(f"{sweep_id}-*")):  # two sweeps started within one second
+        n += 1
+        sweep_id = f"{spec.name}-sweep-{stamp}-{n}"
+    return sweep_id
 
 
 def start_sweep(manager, spec: JobSpec, secrets: dict[str, str] | None = None) -> tuple[str, list[str]]:
     """Queue one job per point through the manager's queue; (sweep id, job ids in point order)."""
     points = expand(spec)
-    sweep_id = new_sweep_id(spec)
+    sweep_id = new_sweep_id(spec, manager.jobs_dir)
     job_ids = []
     for point in points:
         job_dir = manager.jobs_dir / f"{sweep_id}-{point.index + 1:02d}"  # folders sort and group together
