@@ -11,6 +11,8 @@
     python app.py push JOB_DIR --repo ID [--merged] [--public]  upload it to the Hugging Face Hub (token: HF_TOKEN)
     python app.py serve JOB_DIR            an OpenAI-compatible API over a finished job (--port, --base)
     python app.py add-user AUTH_FILE NAME  add or change a login (needed to serve on anything but 127.0.0.1)
+    python app.py compare JOB_DIR JOB_DIR ...   settings that differ, final metrics, eval scores; best marked
+    python app.py compare --sweep SWEEP_ID      every run of a sweep (--stop stops the whole sweep)
 
 Every user error ends in one plain line on stderr and a non-zero exit, never a traceback.
 """
@@ -181,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument(
         "--max-body-mb", type=float, default=4, help="Largest request body in MB (default 4); bigger get 413."
     )
+
+    compare = commands.add_parser("compare", help="Compare jobs side by side: differing settings, metrics, best run.")
+    compare.add_argument("job_dirs", nargs="*", help="Two or more job folders.")
+    compare.add_argument("--sweep", help="Compare every run of this sweep (its id, from `train` or the Runs tab).")
+    compare.add_argument("--stop", action="store_true", help="With --sweep: stop every run of the sweep.")
     check.add_argument("--split", default=None, help="Hub dataset: the split (default train).")
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
@@ -195,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     # Every log record and everything printed is masked for tokens, before any library logs a word
     redact.install()
     redact.register_secret(os.environ.get("HF_TOKEN"))
+    from training.trackers import register_tracker_secrets
+
+    register_tracker_secrets()  # W&B, MLflow keys: masked like the Hugging Face token
     args = build_parser().parse_args(argv)
     if args.cache_dir:
         os.environ["LATHE_CACHE_DIR"] = str(Path(args.cache_dir).expanduser().resolve())
@@ -219,12 +229,17 @@ def main(argv: list[str] | None = None) -> int:
             return command_push(args)
         if args.command == "serve":
             return command_serve_api(args)
+        if args.command == "compare":
+            return command_compare(args)
         return command_wizard(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if "training.notify" in sys.modules:  # a job ended here: let its webhook notice go out first
+            sys.modules["training.notify"].flush()
 
 
 def command_train(args) -> int:
@@ -250,10 +265,58 @@ def command_train(args) -> int:
         spec = spec.with_overrides(dict(parse_override(text) for text in args.overrides))
     print("checking the model and data (the first run converts the embedded model, ~15 s)...", flush=True)
     preflight(spec, Path(args.job_dir or args.jobs_dir), token=secrets["HF_TOKEN"] or None)
+    if spec.sweep is not None:
+        return command_sweep(args, spec, secrets)
     manager = JobManager(args.jobs_dir)
     job_id = manager.start(spec, secrets=secrets, job_dir=args.job_dir)
     print(f"job {job_id} started in {manager.snapshot(job_id).job_dir}", flush=True)
     return report(follow_until_done(manager, job_id))
+
+
+def command_sweep(args, spec, secrets) -> int:
+    """Queue one job per point of the spec's sweep, follow them in turn, then print the comparison."""
+    from training.compare import load_runs, to_text
+    from training.jobs import JobManager
+    from training.sweep import start_sweep, stop_sweep
+
+    if args.job_dir:
+        raise UserError("--job-dir names one job; a sweep makes one folder per point under --jobs-dir.")
+    manager = JobManager(args.jobs_dir)
+    sweep_id, job_ids = start_sweep(manager, spec, secrets)
+    print(f"sweep {sweep_id}: {len(job_ids)} jobs queued (one trains at a time)", flush=True)
+    try:
+        for number, job_id in enumerate(job_ids, 1):
+            print(f"\n[{number}/{len(job_ids)}] {job_id}", flush=True)
+            follow(manager, job_id)
+    except KeyboardInterrupt:
+        print("\nstopping the whole sweep...")
+        stop_sweep(manager, sweep_id, requested_by="from the command line (Ctrl-C)")
+        for job_id in job_ids:
+            manager.wait(job_id)
+    runs = load_runs([manager.snapshot(job_id).job_dir for job_id in job_ids]) if len(job_ids) > 1 else []
+    print("\n" + (to_text(runs) if runs else ""))
+    print(f"compare again: python app.py --jobs-dir {args.jobs_dir} compare --sweep {sweep_id}")
+    states = {manager.snapshot(job_id).state for job_id in job_ids}
+    return 1 if "failed" in states else 0 if states == {"completed"} else 130
+
+
+def command_compare(args) -> int:
+    from training.compare import load_runs, to_text
+    from training.sweep import stop_sweep_on_disk, sweeps
+
+    if args.sweep:
+        members = sweeps(Path(args.jobs_dir)).get(args.sweep)
+        if not members:
+            raise UserError(f"There is no sweep called {args.sweep} in {args.jobs_dir}. Check --jobs-dir.")
+        if args.stop:
+            stopped = stop_sweep_on_disk(members, requested_by="from the command line")
+            print(f"stop requested for: {', '.join(stopped) or 'nothing (every run has ended)'}")
+            return 0
+        folders = [*members, *args.job_dirs]
+    else:
+        folders = args.job_dirs
+    print(to_text(load_runs(folders)))
+    return 0
 
 
 def follow_until_done(manager, job_id: str):
@@ -302,7 +365,9 @@ def follow(manager, job_id: str):
             )
             last_line = line
         if snapshot.state in FINAL_STATES:
-            return snapshot
+            # The ending is read from the events a moment before the worker exits; wait for the manager to
+            # close the job (its webhook notice is on its way then) before the command can exit
+            return manager.wait(job_id, timeout=30)
 
 
 def progress_line(snapshot) -> str:

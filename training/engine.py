@@ -42,6 +42,8 @@ from training.models import merge_adapters, starting_point
 from training.preference import PREFERENCE_CONFIG_FOR, PREFERENCE_TRAINER_FOR
 from training.sharding import fsdp_arguments, layer_classes
 from training.spec import JobSpec, target_module_names
+from training.trackers import PROJECT as TRACKER_PROJECT
+from training.trackers import prepare_trackers
 
 EVAL_ROWS, EVAL_SAMPLES = 50, 3  # enough to tell, small enough to take about a minute on a CPU
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -98,7 +100,9 @@ def training_arguments(
         save_strategy=save["strategy"],
         save_steps=save["steps"],
         save_total_limit=None,  # we prune after marking a save complete (training/checkpoints.py says why)
-        report_to=["tensorboard"],
+        report_to=list(spec.output.report_to) or "none",  # each through the Trainer's integration (trackers.py)
+        run_name=Path(output_dir).parent.name,  # the job's folder name: the same name in every tracker
+        project=TRACKER_PROJECT,  # Trackio's project (the other trackers read theirs from the environment)
         disable_tqdm=True,  # progress reaches people as events; tqdm bars only clutter worker.log
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # frozen base weights are not "unused"; searching costs a pass
@@ -387,6 +391,7 @@ def run_job(
 
     # TensorBoard files go into the job folder, beside our own event log
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(job_dir / jobdir.TENSORBOARD)
+    prepare_trackers(spec, job_dir)  # W&B, MLflow and Trackio: local homes and run details, unless set
     callback = EventCallback(emit, should_stop, keep_checkpoints=spec.output.save_total_limit)
     trainer = build_trainer(
         spec, plan, model, tokenizer, train_data, eval_data, [callback], job_dir / jobdir.CHECKPOINTS, token

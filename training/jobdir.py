@@ -38,6 +38,7 @@ PREPARED_DATA = "prepared-data"
 ENVIRONMENT = "environment.json"
 REPRODUCE = "reproduce.md"
 TENSORBOARD = "tensorboard"
+SWEEP = "sweep.json"  # which sweep a job belongs to, and its point
 
 # A job's states, in the order a job passes through them. A final state never changes by itself.
 QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (

@@ -220,6 +220,15 @@ class _AttachedWorker:
 LOST_EXIT_CODE = 255  # how an attached worker's end reads: its exit code is not ours to know
 
 
+def _notify_url(job_dir: Path, secrets: dict[str, str] | None) -> str | None:
+    from training.notify import webhook_url
+
+    try:
+        return webhook_url(jobdir.load_job_spec(job_dir).output.notify, secrets)
+    except (UserError, OSError):
+        return None
+
+
 def worker_alive(pid: int | None, process_started: float | None) -> bool:
     if not pid or process_started is None:
         return False
@@ -244,6 +253,7 @@ class _Job:
     resume: bool = False
     spec: JobSpec | None = None  # the spec start() was given, kept so the worker's command needs no re-parse
     done: threading.Event = field(default_factory=threading.Event)
+    notify_url: str | None = None  # output.notify's webhook, in memory only (it is a secret)
 
 
 class JobManager:
@@ -270,6 +280,7 @@ class JobManager:
 
     def _attach(self, job_dir: Path, worker: _AttachedWorker) -> None:
         job = _Job(snapshot=JobSnapshot(job_id=job_dir.name, job_dir=str(job_dir)), process=worker)
+        job.notify_url = _notify_url(job_dir, None)
         self._read_events(job)
         job.thread = threading.Thread(target=self._supervise, args=(job,), name=f"reattach-{job_dir.name}", daemon=True)
         with self._lock:
@@ -326,6 +337,7 @@ class JobManager:
         job_id = job_dir.name
         snapshot = JobSnapshot(job_id=job_id, job_dir=str(job_dir), phase="waiting for its turn")
         job = _Job(snapshot=snapshot, secrets=dict(secrets or {}), resume=resume, spec=spec)
+        job.notify_url = _notify_url(job_dir, secrets)
         if resume:
             # Keep the curve so far, but not the old ending: watchers must wait for the new run's
             self._read_events(job)
@@ -433,7 +445,8 @@ class JobManager:
         if job.process is not None:  # re-attached to a worker an earlier run of the app started
             return self._watch(job)
         while not self._my_turn(job):
-            if job.stop_deadline is not None:  # stopped while still waiting: it never ran
+            # stopped while still waiting (here, or by another process's STOP file): it never ran
+            if job.stop_deadline is not None or jobdir.stop_requested(job.snapshot.job_dir):
                 self._finish_unstarted(job)
                 return
             time.sleep(POLL_SECONDS)
@@ -443,6 +456,7 @@ class JobManager:
             message = redact(f"The training process could not be started: {error}")
             job.snapshot = replace(job.snapshot, state=jobdir.FAILED, phase="done", message=message)
             write_status(Path(job.snapshot.job_dir), state=jobdir.FAILED, ended_at=time.time(), message=message)
+            self._ended(job)
             job.done.set()
             return
         self._watch(job)
@@ -487,6 +501,7 @@ class JobManager:
             snapshot = replace(snapshot, state=state, phase="done", message=message, hint=hint)
             write_status(Path(snapshot.job_dir), state=state, ended_at=time.time(), message=message, hint=hint)
         job.snapshot = snapshot
+        self._ended(job)  # before done: whoever waits for the job finds its notice on its way
         job.done.set()
 
     def _finish_unstarted(self, job: _Job) -> None:
@@ -494,7 +509,24 @@ class JobManager:
         write_status(
             Path(job.snapshot.job_dir), state=jobdir.STOPPED, ended_at=time.time(), message=job.snapshot.message
         )
+        self._ended(job)  # before done: whoever waits for the job finds its notice on its way
         job.done.set()
+
+    def _ended(self, job: _Job) -> None:
+        """A job reached its end: its webhook notice (and the sweep's, if it was the sweep's last), in the
+        background. Nothing here may fail or delay the job; training/notify.py says why."""
+        from training.notify import send_in_background
+        from training.notify_jobs import job_end_notice, sweep_end_notice
+
+        if not job.notify_url:
+            return
+        try:
+            send_in_background(job.notify_url, job_end_notice(job.snapshot))
+            sweep_notice = sweep_end_notice(self, Path(job.snapshot.job_dir))
+            if sweep_notice:
+                send_in_background(job.notify_url, sweep_notice)
+        except Exception:  # noqa: BLE001 - a notice is never worth a job's record
+            logger.exception("could not build the notice for %s", job.snapshot.job_id)
 
     # ---- stopping ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from training.hardware import check_devices, check_method_fits_device, plan_for
 from training.models import starting_point
 from training.sizes import check_disk
 from training.spec import JobSpec
+from training.trackers import tracker_problems
 
 
 def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None, token: str | None = None) -> list[tuple[str, str]]:
@@ -41,6 +42,7 @@ def preflight_problems(spec: JobSpec, jobs_dir: Path | None = None, token: str |
         problems += reward_problems(spec.method.rewards, data_columns(rows) if rows else None)
     if spec.data.validation_source:
         check("data.validation_source", lambda: load_validation(spec.data, spec.method.objective, token))
+    problems += tracker_problems(spec)  # a missing tracker package or key: said now, not at the first log
     plan = check("hyperparameters.precision", lambda: plan_for(spec))
     if plan and spec.hyperparameters.devices > 1:
         check("hyperparameters.devices", lambda: check_devices(spec, plan))

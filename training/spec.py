@@ -387,6 +387,59 @@ class OutputSection(_Section):
         description="When training ends, compare the base and the tuned model on held-out rows (loss, task score, "
         f"sample answers; saved as {jobdir.EVALUATION}). Takes a minute on a CPU.",
     )
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        ["tensorboard"],
+        max_length=4,
+        description="Experiment trackers that receive the loss and settings (through the Trainer's own "
+        "integrations): tensorboard, wandb, mlflow, trackio. Their keys come from the environment only.",
+    )
+    notify: str | None = Field(
+        None,
+        description="Name of the environment variable that holds a webhook URL (e.g. LATHE_NOTIFY_URL), posted "
+        "to when the job completes, fails or is stopped. The URL itself never goes into the spec.",
+    )
+
+    @field_validator("notify")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is None or re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+            return value
+        # Never echo the value: it may be the secret URL itself
+        raise ValueError(
+            "name an environment variable (capitals, digits, _), e.g. LATHE_NOTIFY_URL, and put the webhook URL "
+            "in that variable: the URL often carries a key, so it never goes into a spec."
+        )
+
+    @field_validator("report_to")
+    @classmethod
+    def _each_tracker_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class SweepSection(_Section):
+    """A small set of runs: lists of values for a few fields, tried as a grid or as random picks."""
+
+    parameters: dict[str, list[Any]] = Field(
+        ...,
+        min_length=1,
+        max_length=6,
+        description="Field path -> values to try, e.g. {hyperparameters.learning_rate: [1e-4, 3e-4], "
+        "method.lora_r: [8, 16]}.",
+    )
+    strategy: Literal["grid", "random"] = Field(
+        "grid", description="grid tries every combination; random tries `count` of them, picked at random."
+    )
+    count: int | None = Field(None, ge=1, le=100, description="random: how many points to try.")
+    seed: int = Field(0, ge=0, description="random: the seed that picks the points (same seed, same points).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_form(cls, data: Any) -> Any:
+        # `sweep: {hyperparameters.learning_rate: [...]}` (field paths straight under sweep) reads as parameters
+        if isinstance(data, dict) and "parameters" not in data:
+            paths = {k: v for k, v in data.items() if isinstance(k, str) and "." in k}
+            return {**{k: v for k, v in data.items() if k not in paths}, "parameters": paths}
+        return data
 
 
 class JobSpec(_Section):
@@ -403,6 +456,9 @@ class JobSpec(_Section):
     method: MethodSection = MethodSection()
     hyperparameters: HyperparametersSection = HyperparametersSection()
     output: OutputSection = OutputSection()
+    sweep: SweepSection | None = Field(
+        None, description="Try several values: one job per point (training/sweep.py). Empty = a single job."
+    )
 
     @model_validator(mode="after")
     def _cross_section(self) -> JobSpec:
@@ -430,6 +486,10 @@ class JobSpec(_Section):
             )
         problems += sharding_problems(self)
         problems += grpo_problems(self)
+        if self.sweep is not None:
+            from training.sweep import sweep_problems  # sweep builds JobSpecs itself
+
+            problems += sweep_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -437,7 +497,10 @@ class JobSpec(_Section):
     # ---- YAML in and out -------------------------------------------------------------------------
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        # A job run alone has no sweep section at all (so its spec.yaml reads as before sweeps existed)
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude={"sweep"} if self.sweep is None else None), sort_keys=False
+        )
 
     def with_overrides(self, overrides: dict[str, Any]) -> JobSpec:
         """Return a copy with dotted-path overrides applied ({"hyperparameters.max_steps": 5})."""

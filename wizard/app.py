@@ -15,7 +15,7 @@ from training import jobdir
 from training.jobs import JobManager
 from training.presets import example_jobs
 from training.web_paths import WebRoots
-from wizard import chat, monitor, publish, results, walkthrough
+from wizard import chat, monitor, publish, results, runs, walkthrough
 from wizard.auth import Authenticator
 from wizard.form import SpecForm
 from wizard.server import DEFAULT_MAX_UPLOAD_MB, launch_options, prepare_server
@@ -30,9 +30,10 @@ def build_ui(manager: JobManager, data_dirs=(), never_read=()) -> gr.Blocks:
     form = SpecForm(example_jobs()["quickstart"].with_overrides({"name": "my-first-job"}), roots)
     with gr.Blocks(title="Lathe", analytics_enabled=False) as demo:
         token = gr.State("")  # server-side, per browser session
+        webhook = gr.State("")  # the notice webhook's URL: a secret too, kept like the token
         gr.Markdown("# Lathe\nFine-tune an open LLM in five steps, then chat with it.")
-        with gr.Tabs():
-            with gr.Tab("Fine-tune"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("Fine-tune", id="fine-tune"):
                 with gr.Walkthrough(selected=STEP_MODEL) as steps:
                     with gr.Step("Model & token", id=STEP_MODEL):
                         model_step = model.build(form)
@@ -42,6 +43,7 @@ def build_ui(manager: JobManager, data_dirs=(), never_read=()) -> gr.Blocks:
                         nexts[STEP_DATA] = back_and_next(STEP_DATA, backs)
                     with gr.Step("Hyperparameters", id=STEP_HYPER):
                         preset = hyperparameters.build(form)
+                        webhook_box = runs.webhook_field()
                         nexts[STEP_HYPER] = back_and_next(STEP_HYPER, backs)
                     with gr.Step("GPU preview", id=STEP_PREVIEW):
                         preview_step = preview.build()
@@ -55,24 +57,30 @@ def build_ui(manager: JobManager, data_dirs=(), never_read=()) -> gr.Blocks:
             with gr.Tab("Results") as results_opened:
                 results_tab = results.build()
                 publish_panel = publish.build()
+            with gr.Tab("Runs") as runs_opened:
+                runs_tab = runs.build()
 
         walkthrough.connect(steps, step_problems, form, manager, token, nexts, backs)
         model.connect(model_step, form, token)
         data.connect(data_step, form, token)
         hyperparameters.connect(preset, form)
         preview.connect(preview_step, form, manager, token, shown_by=nexts[STEP_HYPER])
-        launch.connect(launch_step, form, manager, token)
+        launch.connect(launch_step, form, manager, token, webhook)
+        webhook_box.change(runs.keep_webhook, inputs=webhook_box, outputs=webhook, api_name="set_webhook")
+        runs.connect(runs_tab, manager, form, steps, tabs, runs_opened)
         chat.connect_tab(chat_opened, chat_tab, manager)
         results.connect_tab(results_opened, results_tab, manager)
         publish.connect(publish_panel, manager, job=results_tab.job, token=token)
         results.connect(results_tab, manager, token)
 
         # Re-attach on every page load: the running (or newest) job, with its whole curve
-        def on_load():
-            job_id = monitor.job_to_show(manager)
+        def on_load(request: gr.Request):
+            # A notice's link (?job=NAME) opens that job's run view; only a name from the jobs list is taken
+            linked = runs.linked_job(manager, request)
+            job_id = linked or monitor.job_to_show(manager)
             running = job_id is not None and manager.snapshot(job_id).state in jobdir.ACTIVE_STATES
             jobs = gr.update(choices=manager.list_jobs(), value=job_id)
-            step = gr.Walkthrough(selected=STEP_LAUNCH) if running else gr.Walkthrough()
+            step = gr.Walkthrough(selected=STEP_LAUNCH) if running or linked else gr.Walkthrough()
             return jobs, step, chat.finished_jobs(manager)
 
         demo.load(on_load, outputs=[launch_step.run_view.job, steps, chat_tab.job], api_name="attach")

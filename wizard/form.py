@@ -36,6 +36,9 @@ STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP, HUB_DA
     "hub_dataset",
 )
 STOP_BY_EPOCHS, STOP_BY_STEPS = "Epochs", "Max steps"
+# Step 3's "Try several values": the lists become the spec's sweep section (training/sweep.py)
+SWEEP_STRATEGY, SWEEP_COUNT, SWEEP_CONFIRM = "sweep_strategy", "sweep_count", "sweep_confirm"
+SWEPT_FIELDS = {"sweep_learning_rate": "hyperparameters.learning_rate", "sweep_lora_r": "method.lora_r"}
 SOURCE_DEMO, SOURCE_UPLOAD, SOURCE_HUB = "Bundled demo", "Upload a file", "Hugging Face dataset"
 GENERAL_DEMO = "demo:general"
 
@@ -129,6 +132,8 @@ class SpecForm:
             fields["data.mix_in"] = [GENERAL_DEMO] if fields.pop(MIX_GENERAL) else []
         if FIELD_MAP in fields:
             fields["data.field_map"] = parse_field_map(fields.pop(FIELD_MAP) or "")
+        if SWEEP_STRATEGY in fields:
+            fields["sweep"] = sweep_section(fields)
         for path in self.zero_means_unset & fields.keys():
             fields[path] = None if fields[path] == 0 else fields[path]
         return {path: _clean(value) for path, value in fields.items()}
@@ -148,6 +153,13 @@ class SpecForm:
             UPLOADED_PATH: "" if source.startswith((DEMO_PREFIX, HUB_PREFIX)) else source,
             MIX_GENERAL: GENERAL_DEMO in spec.data.mix_in,
             FIELD_MAP: field_map_text(spec.data.field_map),
+            SWEEP_STRATEGY: spec.sweep.strategy if spec.sweep else "grid",
+            SWEEP_COUNT: spec.sweep.count if spec.sweep else None,
+            SWEEP_CONFIRM: False,
+            **{
+                key: list(spec.sweep.parameters.get(path, [])) if spec.sweep else []
+                for key, path in SWEPT_FIELDS.items()
+            },
         }
         return [indirect[key] if key in indirect else value_at(spec, key) for key in self.components]
 
@@ -183,6 +195,10 @@ SHOWN_ON = {
     "data.mix_in": MIX_GENERAL,
     "data.field_map": FIELD_MAP,
     "hyperparameters": STOP_RULE,
+    "sweep": "sweep_learning_rate",
+    "sweep.parameters": "sweep_learning_rate",
+    "sweep.count": SWEEP_COUNT,
+    "sweep.strategy": SWEEP_STRATEGY,
 }
 
 
@@ -192,6 +208,17 @@ def owning_field(path: str, paths: Sequence[str]) -> str:
     if path in paths:
         return path
     return next((p for p in paths if p.startswith(path + ".")), path)
+
+
+def sweep_section(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Pop the "try several values" inputs; the spec's sweep section, or None when no list was filled."""
+    parameters = {path: list(fields.pop(key, None) or []) for key, path in SWEPT_FIELDS.items()}
+    strategy, count = fields.pop(SWEEP_STRATEGY), fields.pop(SWEEP_COUNT, None)
+    fields.pop(SWEEP_CONFIRM, None)
+    parameters = {path: [_clean(v) for v in values] for path, values in parameters.items() if values}
+    if not parameters:
+        return None
+    return {"parameters": parameters, "strategy": strategy, "count": _clean(count) or None}
 
 
 def field_map_text(mapping: dict[str, str]) -> str:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import gradio as gr
 
 from training.presets import recipes
-from wizard.form import STOP_BY_EPOCHS, STOP_BY_STEPS, STOP_RULE, SpecForm
+from training.spec import SweepSection, describe_field
+from training.sweep import CONFIRM_ABOVE
+from training.trackers import PACKAGES as TRACKERS
+from wizard.form import (
+    STOP_BY_EPOCHS,
+    STOP_BY_STEPS,
+    STOP_RULE,
+    SWEEP_CONFIRM,
+    SWEEP_COUNT,
+    SWEEP_STRATEGY,
+    SWEPT_FIELDS,
+    SpecForm,
+)
 
 MAIN = [
     "method.type",
@@ -43,7 +55,12 @@ ADVANCED = [
     "output.merge_adapter",
     "output.evaluate",
 ]
-PATHS = [STOP_RULE, *MAIN, *ADVANCED]
+TRACKING = ["output.report_to", "output.notify"]
+SWEEP_KEYS = [*SWEPT_FIELDS, SWEEP_STRATEGY, SWEEP_COUNT, SWEEP_CONFIRM]
+PATHS = [STOP_RULE, *MAIN, *ADVANCED, *TRACKING, *SWEEP_KEYS]
+# Choices offered for "try several values" (a loaded spec may hold others; they are kept)
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 3e-3]
+LORA_RANKS = [4, 8, 16, 32, 64, 128]
 PRESET_HELP = "\n".join(f"- **{name.capitalize()}**: {recipe.description}" for name, recipe in recipes().items())
 
 
@@ -55,6 +72,8 @@ def apply_preset(form: SpecForm, name: str, values) -> list:
     for path in PATHS:
         if path == STOP_RULE:
             updates.append(STOP_BY_STEPS if spec.hyperparameters.max_steps else STOP_BY_EPOCHS)
+        elif path in SWEEP_KEYS:  # a preset sets values, not which values to try
+            updates.append(gr.update())
         else:
             section, _, field = path.partition(".")
             updates.append(getattr(getattr(spec, section), field))
@@ -86,6 +105,47 @@ def build(form: SpecForm) -> gr.Radio:
             with gr.Row():
                 for path in ADVANCED[start : start + 4]:
                     form.field(path)
+    with gr.Accordion("Trackers and notifications", open=False), gr.Row():
+        form.field(
+            "output.report_to",
+            gr.CheckboxGroup(
+                list(TRACKERS),
+                value=form.base.output.report_to,
+                label="Send the run to",
+                info=describe_field("output.report_to").help,
+            ),
+        )
+        form.field("output.notify", label="Webhook: environment variable with its URL")
+    with gr.Accordion("Try several values (a sweep)", open=False):
+        gr.Markdown(
+            "Pick more than one value to queue one job per combination; the **Runs** tab compares them and marks "
+            "the best by validation loss. The GPU preview multiplies the time by the number of runs."
+        )
+        with gr.Row():
+            form.extra(
+                "sweep_learning_rate",
+                gr.Dropdown(
+                    LEARNING_RATES, value=[], multiselect=True, allow_custom_value=True, label="Learning rates to try"
+                ),
+            )
+            form.extra(
+                "sweep_lora_r",
+                gr.Dropdown(LORA_RANKS, value=[], multiselect=True, allow_custom_value=True, label="LoRA ranks to try"),
+            )
+        with gr.Row():
+            form.extra(
+                SWEEP_STRATEGY,
+                gr.Radio(
+                    ["grid", "random"],
+                    value="grid",
+                    label="Sweep by",
+                    info=SweepSection.model_fields["strategy"].description,
+                ),
+            )
+            form.extra(
+                SWEEP_COUNT, gr.Number(None, precision=0, label="Random: how many runs", info="0 or empty = not set.")
+            )
+            form.extra(SWEEP_CONFIRM, gr.Checkbox(False, label=f"Yes, queue more than {CONFIRM_ABOVE} runs"))
     return preset
 
 

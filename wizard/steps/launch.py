@@ -11,8 +11,8 @@ import gradio as gr
 
 from training.errors import UserError
 from training.jobs import JobManager
-from wizard import monitor
-from wizard.form import SpecForm, problems_markdown
+from wizard import monitor, runs
+from wizard.form import SWEEP_CONFIRM, SpecForm, problems_markdown
 from wizard.steps import preview
 
 
@@ -41,11 +41,18 @@ def build(manager: JobManager) -> LaunchStep:
     return LaunchStep(start, queue_if_busy, start_anyway, problems, monitor.build(manager))
 
 
-def start_job(manager: JobManager, form: SpecForm, secret: str, queue: bool, anyway: bool, values) -> tuple:
-    """(a message, the run view's job list): the job started or queued, or why it was not."""
+def start_job(manager: JobManager, form: SpecForm, secret: str, hook: str, queue: bool, anyway: bool, values) -> tuple:
+    """(a message, the run view's job list): the job (or each run of a sweep) started or queued, or why not.
+    `hook`: the notice webhook's URL typed in this session, which travels beside the spec like the token."""
     from training.preflight import preflight_problems
 
     spec, problems = form.build(values)
+    secrets = {"HF_TOKEN": secret} if secret else {}
+    if spec is not None and hook:  # the spec names the variable; the URL travels beside it, in memory
+        try:
+            spec, secrets = runs.with_webhook(spec, secrets, hook)
+        except UserError as error:
+            return f"⚠ {error}", gr.update()
     # files can vanish (and disks fill) between Next and Launch
     problems = problems or preflight_problems(spec, manager.jobs_dir, token=secret or None)
     if problems:
@@ -53,8 +60,12 @@ def start_job(manager: JobManager, form: SpecForm, secret: str, queue: bool, any
     warning = None if anyway else preview.fit_warning(spec, secret or None)
     if warning:
         return warning, gr.update()
+    if spec.sweep is not None:  # one job per point, through the same queue
+        confirmed = bool(dict(zip(form.components, values, strict=True)).get(SWEEP_CONFIRM))
+        message, first = runs.launch_sweep(manager, spec, secrets or None, confirmed)
+        return message, gr.update(choices=manager.list_jobs(), value=first) if first else gr.update()
     try:
-        job_id = manager.start(spec, secrets={"HF_TOKEN": secret} if secret else None, queue=queue)
+        job_id = manager.start(spec, secrets=secrets or None, queue=queue)
     except UserError as error:
         return f"⚠ {error}", gr.update()
     return f"Launched **{job_id}**.", gr.update(choices=manager.list_jobs(), value=job_id)
@@ -70,10 +81,10 @@ def resume_job(manager: JobManager, secret: str, job_id: str | None) -> str:
     return f"Resuming **{job_id}** from its last complete checkpoint."
 
 
-def connect(step: LaunchStep, form: SpecForm, manager: JobManager, token: gr.State) -> None:
+def connect(step: LaunchStep, form: SpecForm, manager: JobManager, token: gr.State, webhook: gr.State) -> None:
     step.start.click(
-        lambda secret, queue, anyway, *values: start_job(manager, form, secret, queue, anyway, values),
-        inputs=[token, step.queue_if_busy, step.start_anyway, *form.inputs],
+        lambda secret, hook, queue, anyway, *values: start_job(manager, form, secret, hook, queue, anyway, values),
+        inputs=[token, webhook, step.queue_if_busy, step.start_anyway, *form.inputs],
         outputs=[step.problems, step.run_view.job],
         api_name="launch",
     )

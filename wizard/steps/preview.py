@@ -33,7 +33,23 @@ def estimate_markdown(spec, token: str | None, speed: float | None = None, price
         previews = preview_job(spec, token, measured_tokens_per_second=speed)
     except UserError as error:
         return f"⚠ {error}"
-    return "\n\n".join("```\n" + "\n".join(p.lines(price or None)) + "\n```" for p in previews)
+    text = "\n\n".join("```\n" + "\n".join(p.lines(price or None)) + "\n```" for p in previews)
+    return f"{sweep_note(spec, previews)}\n\n{text}" if spec.sweep is not None and previews else text
+
+
+def sweep_note(spec, previews) -> str:
+    """A sweep runs its jobs one after another: the time (and cost) of one, times the number of runs."""
+    from training.sweep import CONFIRM_ABOVE, expand
+
+    runs = len(expand(spec))
+    each = previews[0].seconds
+    note = (
+        f"**Sweep: {runs} runs**, one after another: about {runs} × {each / 60:.1f} min = "
+        f"**{runs * each / 60:.1f} min** in all on {previews[0].device.name} (the estimate below is for one run)."
+    )
+    if runs > CONFIRM_ABOVE:
+        note += f" That is more than {CONFIRM_ABOVE} runs: Launch asks you to confirm first."
+    return note
 
 
 def fit_warning(spec, token: str | None) -> str | None:
