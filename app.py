@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="A new (or empty) folder to write into.")
     export.add_argument("--merged", action="store_true", help="One standalone model instead of the adapter.")
     export.add_argument("--zip", action="store_true", help="Also write OUT.zip.")
+    export.add_argument(
+        "--format", choices=("hf", "gguf"), default="hf",
+        help="hf: Hugging Face folders (default); gguf: one file for llama.cpp / Ollama / LM Studio, with a Modelfile.",
+    )  # fmt: skip
+    export.add_argument("--quant", default="q8_0", help="GGUF only: q8_0 (default), q4_k_m, f16 or bf16.")
 
     # The token comes from HF_TOKEN only: a command-line option would show it in `ps` and the shell history
     push = commands.add_parser("push", help="Upload a finished job's model and model card to the Hugging Face Hub.")
@@ -378,6 +383,13 @@ def command_export(args) -> int:
     from training.export import export_adapter, export_merged, zip_folder
 
     job_dir, out = Path(args.job_dir), Path(args.out)
+    if args.format == "gguf":
+        from training.gguf_export import export_gguf
+
+        path = export_gguf(job_dir, out, args.quant, token=os.environ.get("HF_TOKEN") or None, say=_say)
+        print(f"exported GGUF ({args.quant}, {path.stat().st_size / 2**20:.0f} MB): {path}")
+        print(f"Ollama: cd {out} && ollama create {job_dir.name} -f Modelfile && ollama run {job_dir.name}")
+        return 0
     if args.merged:
         print("merging the adapter into the base weights...", flush=True)
         folder = export_merged(job_dir, out, token=os.environ.get("HF_TOKEN") or None)
@@ -387,6 +399,10 @@ def command_export(args) -> int:
     if args.zip:
         print(f"zip: {zip_folder(folder, folder.with_suffix('.zip'))}")
     return 0
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
 
 
 def command_push(args) -> int:

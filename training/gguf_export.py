@@ -121,22 +121,53 @@ def export_gguf(job_dir: Path, out_dir: Path, quant: str = "q8_0", token: str | 
     try:
         say("merging the adapter into the model...")
         merged = export_merged(job_dir, staging / "merged", token=token)
-        stop_token = _make_end_of_turn_the_eos(merged)
-        direct = quant if quant in ("f16", "bf16", "q8_0") else "f16"
-        converted = staging / f"model-{direct}.gguf"
-        say(f"converting to GGUF ({direct}) with llama.cpp's converter...")
-        _convert(merged, converted, direct)
-        if quant != direct:
-            say(f"quantizing to {quant} with llama.cpp's quantizer...")
-            quantize(converted, staging / f"model-{quant}.gguf", quant)
-            converted = staging / f"model-{quant}.gguf"
-        target = out_dir / gguf_name(job_dir, quant)
-        converted.rename(target)
+        target, stop_token = _folder_to_gguf(merged, staging, out_dir / gguf_name(job_dir, quant), quant, say)
         (out_dir / "Modelfile").write_text(modelfile(merged, target.name, stop_token, job_dir))
         _write_companions(job_dir, out_dir, merged=True)
     finally:
         remove(staging)
     return target
+
+
+def export_base_gguf(job_dir: Path, out_dir: Path, quant: str = "q8_0", token: str | None = None, say=print) -> Path:
+    """The model the job started from (the base, with any earlier jobs' adapters merged) as OUT/base-<quant>.gguf:
+    the chat tab's base answers, through the same engine as the tuned ones."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.models import merge_adapters, starting_point
+
+    job_dir = Path(job_dir)
+    check_exportable(job_dir, quant)
+    spec = load_job_spec(job_dir)
+    out_dir = _fresh_folder(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".gguf-", dir=out_dir))
+    try:
+        base_ref, earlier = starting_point(spec)
+        hub = {"revision": spec.model.revision, "token": token or False}
+        model = merge_adapters(AutoModelForCausalLM.from_pretrained(base_ref, dtype=torch.float32, **hub), earlier)
+        weights = job_dir / ("adapter" if (job_dir / "adapter").is_dir() else "model")
+        model.save_pretrained(staging / "base")
+        AutoTokenizer.from_pretrained(str(weights)).save_pretrained(staging / "base")  # the job's chat template
+        target, _ = _folder_to_gguf(staging / "base", staging, out_dir / f"base-{quant}.gguf", quant, say)
+    finally:
+        remove(staging)
+    return target
+
+
+def _folder_to_gguf(merged: Path, staging: Path, target: Path, quant: str, say) -> tuple[Path, str]:
+    """Convert a standalone Hugging Face folder (changed in place) to `target`; returns it and its stop token."""
+    stop_token = _make_end_of_turn_the_eos(merged)
+    direct = quant if quant in ("f16", "bf16", "q8_0") else "f16"
+    converted = staging / f"model-{direct}.gguf"
+    say(f"converting to GGUF ({direct}) with llama.cpp's converter...")
+    _convert(merged, converted, direct)
+    if quant != direct:
+        say(f"quantizing to {quant} with llama.cpp's quantizer...")
+        quantize(converted, staging / f"model-{quant}.gguf", quant)
+        converted = staging / f"model-{quant}.gguf"
+    converted.rename(target)
+    return target, stop_token
 
 
 def _make_end_of_turn_the_eos(merged: Path) -> str:
