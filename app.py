@@ -35,6 +35,13 @@ DEFAULT_JOBS_DIR = os.environ.get("LATHE_JOBS_DIR", "jobs")
 WIZARD_HOST, WIZARD_PORT = "127.0.0.1", 7860
 
 
+ENGINES = ("auto", "transformers", "llama.cpp")  # training.chat.ENGINES, without importing torch for --help
+ENGINE_HELP = (
+    "Who answers: auto (default; llama.cpp on a CPU where it is installed, from the job's GGUF made once), "
+    "transformers, or llama.cpp. Env LATHE_CHAT_ENGINE sets the default."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Lathe: fine-tune open LLMs without code.")
     parser.add_argument("--jobs-dir", default=DEFAULT_JOBS_DIR, help="Folder that holds job folders (default: jobs).")
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--base", action="store_true", help="Answer with the base model instead of the tuned one.")
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default).")
+    chat.add_argument("--engine", choices=ENGINES, default=None, help=ENGINE_HELP)
 
     score = commands.add_parser("score", help="Score answers with a finished reward model (higher = preferred).")
     score.add_argument("job_dir", help="The reward job's folder.")
@@ -142,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", dest="api_host", metavar="HOST", default="127.0.0.1", help="Address (127.0.0.1).")
     api.add_argument("--port", dest="api_port", metavar="PORT", type=int, default=8000, help="Port (default 8000).")
     api.add_argument("--base", action="store_true", help="Serve the base model instead of the fine-tuned one.")
+    api.add_argument("--engine", choices=ENGINES, default=None, help=ENGINE_HELP)
     api.add_argument(
         "--api-key",
         metavar="KEY",
@@ -277,11 +286,15 @@ def progress_line(snapshot) -> str:
 
 
 def command_chat(args) -> int:
-    from training.chat import ChatSession, GenerationSettings
+    from training.chat import GenerationSettings, open_session
 
     if not Path(args.job_dir, "spec.yaml").is_file():
         raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
-    session = ChatSession(args.job_dir, token=os.environ.get("HF_TOKEN"))
+    answers = "base" if args.base else "tuned"  # only the model that answers is loaded
+    session = open_session(
+        args.job_dir, token=os.environ.get("HF_TOKEN"), answers=answers, engine=args.engine, say=_err
+    )
+    print(session.description, file=sys.stderr, flush=True)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     tuned = not args.base
     if args.prompt:
@@ -405,6 +418,10 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def command_push(args) -> int:
     from training.publish import push_job
 
@@ -424,7 +441,8 @@ def command_serve_api(args) -> int:
     if not 1 <= args.api_port <= 65535:
         raise UserError(f"--port {args.api_port}: choose a port from 1 to 65535.")
     api_key = args.api_key or os.environ.get("LATHE_API_KEY") or None
-    serve(args.job_dir, args.api_host, args.api_port, not args.base, api_key, token=os.environ.get("HF_TOKEN"))
+    token = os.environ.get("HF_TOKEN")
+    serve(args.job_dir, args.api_host, args.api_port, not args.base, api_key, token=token, engine=args.engine)
     return 0
 
 

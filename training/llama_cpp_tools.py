@@ -46,6 +46,10 @@ def converter_dir() -> Path:
     return cache_root() / f"llama.cpp-converter-{LLAMA_CPP_PYTHON}"
 
 
+def converter_installed() -> bool:
+    return (converter_dir() / "convert_hf_to_gguf.py").is_file()
+
+
 def converter_script() -> Path:
     """The converter's path, unpacking it from the pinned source archive on first use."""
     script = converter_dir() / "convert_hf_to_gguf.py"
