@@ -168,3 +168,7 @@ def quantize(source: Path, target: Path, quant: str) -> None:
 
 def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":  # `make dev`: unpack the converter now rather than on the first export
+    print(f"llama.cpp's GGUF converter: {install_converter()}")
