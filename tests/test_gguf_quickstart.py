@@ -88,7 +88,8 @@ def greedy(model):
     out = model.generate(**inputs, max_new_tokens={LIMIT}, do_sample=False, pad_token_id=tok.pad_token_id)
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 merged = AutoModelForCausalLM.from_pretrained({str(tmp_path / "merged")!r}, dtype=torch.float32)
-gguf = AutoModelForCausalLM.from_pretrained({str(tmp_path / "f16")!r}, gguf_file="juniper-f16.gguf", dtype=torch.float32)
+gguf = AutoModelForCausalLM.from_pretrained(
+    {str(tmp_path / "f16")!r}, gguf_file="juniper-f16.gguf", dtype=torch.float32)
 gguf.generation_config = merged.generation_config
 print(json.dumps({{"merged": greedy(merged), "gguf": greedy(gguf), "text": tok.decode(greedy(gguf))}}))
 """
