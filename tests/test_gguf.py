@@ -195,3 +195,22 @@ def test_the_chat_engine_is_chosen_and_the_llama_cpp_session_answers_like_transf
         assert session.last_stats.prompt_tokens == transformers.prompt_tokens(PROMPT)
         reference = transformers.reply(PROMPT, tuned=tuned, settings=settings)
         assert fast[:8] == reference[:8], (tuned, fast, reference)
+
+
+def test_the_results_tab_offers_the_gguf_with_its_size_first(job, tmp_path):
+    import zipfile
+
+    from training.jobs import JobManager
+    from wizard.results import export_gguf_zip, gguf_size_markdown
+
+    shutil.copytree(job, tmp_path / "jobs" / "tiny-job")
+    manager = JobManager(tmp_path / "jobs")
+    assert "will be about **" in gguf_size_markdown(manager, "tiny-job", "q8_0")
+    small, large = (gguf_size_markdown(manager, "tiny-job", quant) for quant in ("q8_0", "f16"))
+    assert small != large
+    with zipfile.ZipFile(export_gguf_zip(manager, "tiny-job", "q8_0", "")) as archive:
+        assert {"tiny-job-q8_0.gguf", "Modelfile", "README.md"} <= set(archive.namelist())
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="Pick a finished job"):
+        export_gguf_zip(manager, "../elsewhere", "q8_0", "")
