@@ -26,7 +26,7 @@ QUANTS = ("q8_0", "q4_k_m", "f16", "bf16")
 # Bits per weight of each file type, measured on the embedded model's files (135M; its embedding is
 # 28% of the weights and stays at 6+ bits in q4_k_m, so larger models come out a little smaller).
 BITS_PER_WEIGHT = {"f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q4_k_m": 5.6}
-METADATA_BYTES = 8 * 2**20  # vocabulary, merges and chat template
+METADATA_BYTES_PER_TOKEN = 40  # the vocabulary (text, score, type) and BPE merges: 1.75 MB for a 49k vocabulary
 QUANT_HELP = {
     "q8_0": "q8_0: 8-bit, answers as the trained model does (recommended)",
     "q4_k_m": "q4_k_m: 4-bit, the smallest and fastest; answers may drift slightly",
@@ -55,21 +55,28 @@ def _model_config(job_dir: Path, spec) -> dict | None:
     return json.loads(config.read_text()) if config else None
 
 
-def parameter_count(job_dir: Path) -> int | None:
-    """The model's parameters, from its config alone (None when the config is not on this machine)."""
+def model_shape(job_dir: Path):
+    """The model's shape, from its config alone (None when the config is not on this machine)."""
     from training.sizes import ModelShape
 
     config = _model_config(Path(job_dir), load_job_spec(Path(job_dir)))
     try:
-        return None if config is None else ModelShape.from_config(config).parameters()
+        return None if config is None else ModelShape.from_config(config)
     except (KeyError, TypeError, ValueError):
         return None
 
 
+def parameter_count(job_dir: Path) -> int | None:
+    shape = model_shape(job_dir)
+    return None if shape is None else shape.parameters()
+
+
 def estimate_bytes(job_dir: Path, quant: str) -> int | None:
     """The GGUF file's size before it is made."""
-    parameters = parameter_count(job_dir)
-    return None if parameters is None else round(parameters * BITS_PER_WEIGHT[quant] / 8) + METADATA_BYTES
+    shape = model_shape(job_dir)
+    if shape is None:
+        return None
+    return round(shape.parameters() * BITS_PER_WEIGHT[quant] / 8) + shape.vocab * METADATA_BYTES_PER_TOKEN
 
 
 def check_exportable(job_dir: Path, quant: str) -> None:
