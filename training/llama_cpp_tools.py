@@ -133,8 +133,8 @@ def ensure_runtime(say: Say = print) -> None:
     if runtime_installed():
         return
     say(
-        f"building llama.cpp (llama-cpp-python {LLAMA_CPP_PYTHON}) once for GGUF files: about 15 minutes on a "
-        "2-core CPU, seconds next time..."
+        f"building llama.cpp (llama-cpp-python {LLAMA_CPP_PYTHON}) once for GGUF files: a long compile (half an "
+        "hour or more on a busy 2-core CPU), kept for next time..."
     )
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
