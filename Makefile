@@ -23,8 +23,12 @@ $(STAMP): requirements.txt
 dev: $(DEV_STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+# llama-cpp-python compiles llama.cpp (~N min on 2 cores; pip keeps the wheel), with the portable flags that
+# training/llama_cpp_tools.py owns; then llama.cpp's GGUF converter is unpacked from the same pinned source.
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
-	$(PIP) install -r requirements-dev.txt
+	CMAKE_ARGS="$$($(PY) -c 'from training.llama_cpp_tools import CMAKE_ARGS; print(CMAKE_ARGS)')" \
+		$(PIP) install -r requirements-dev.txt
+	$(PY) -m training.llama_cpp_tools
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 	touch $@

@@ -41,6 +41,13 @@ DEFAULT_JOBS_DIR = os.environ.get("LATHE_JOBS_DIR", "jobs")
 WIZARD_HOST, WIZARD_PORT = "127.0.0.1", 7860
 
 
+ENGINES = ("auto", "transformers", "llama.cpp")  # training.chat.ENGINES, without importing torch for --help
+ENGINE_HELP = (
+    "Who answers: auto (default; llama.cpp on a CPU where it is installed, from the job's GGUF made once), "
+    "transformers, or llama.cpp. Env LATHE_CHAT_ENGINE sets the default."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Lathe: fine-tune open LLMs without code.")
     parser.add_argument("--jobs-dir", default=DEFAULT_JOBS_DIR, help="Folder that holds job folders (default: jobs).")
@@ -116,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--base", action="store_true", help="Answer with the base model instead of the tuned one.")
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default).")
+    chat.add_argument("--engine", choices=ENGINES, default=None, help=ENGINE_HELP)
 
     score = commands.add_parser("score", help="Score answers with a finished reward model (higher = preferred).")
     score.add_argument("job_dir", help="The reward job's folder.")
@@ -155,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="A new (or empty) folder to write into.")
     export.add_argument("--merged", action="store_true", help="One standalone model instead of the adapter.")
     export.add_argument("--zip", action="store_true", help="Also write OUT.zip.")
+    export.add_argument(
+        "--format", choices=("hf", "gguf"), default="hf",
+        help="hf: Hugging Face folders (default); gguf: one file for llama.cpp / Ollama / LM Studio, with a Modelfile.",
+    )  # fmt: skip
+    export.add_argument("--quant", default="q8_0", help="GGUF only: q8_0 (default), q4_k_m, f16 or bf16.")
 
     # The token comes from HF_TOKEN only: a command-line option would show it in `ps` and the shell history
     push = commands.add_parser("push", help="Upload a finished job's model and model card to the Hugging Face Hub.")
@@ -168,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", dest="api_host", metavar="HOST", default="127.0.0.1", help="Address (127.0.0.1).")
     api.add_argument("--port", dest="api_port", metavar="PORT", type=int, default=8000, help="Port (default 8000).")
     api.add_argument("--base", action="store_true", help="Serve the base model instead of the fine-tuned one.")
+    api.add_argument("--engine", choices=ENGINES, default=None, help=ENGINE_HELP)
     api.add_argument(
         "--api-key",
         metavar="KEY",
@@ -383,11 +397,15 @@ def progress_line(snapshot) -> str:
 
 
 def command_chat(args) -> int:
-    from training.chat import ChatSession, GenerationSettings
+    from training.chat import GenerationSettings, open_session
     from training.jobdir import require_job_dir
 
     require_job_dir(args.job_dir)
-    session = ChatSession(args.job_dir, token=os.environ.get("HF_TOKEN"))
+    answers = "base" if args.base else "tuned"  # only the model that answers is loaded
+    session = open_session(
+        args.job_dir, token=os.environ.get("HF_TOKEN"), answers=answers, engine=args.engine, say=_err
+    )
+    print(session.description, file=sys.stderr, flush=True)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     tuned = not args.base
     if args.prompt:
@@ -485,6 +503,13 @@ def command_export(args) -> int:
     from training.export import export_adapter, export_merged, zip_folder
 
     job_dir, out = Path(args.job_dir), Path(args.out)
+    if args.format == "gguf":
+        from training.gguf_export import export_gguf
+
+        path = export_gguf(job_dir, out, args.quant, token=os.environ.get("HF_TOKEN") or None, say=_say)
+        print(f"exported GGUF ({args.quant}, {path.stat().st_size / 2**20:.0f} MB): {path}")
+        print(f"Ollama: cd {out} && ollama create {job_dir.name} -f Modelfile && ollama run {job_dir.name}")
+        return 0
     if args.merged:
         print("merging the adapter into the base weights...", flush=True)
         folder = export_merged(job_dir, out, token=os.environ.get("HF_TOKEN") or None)
@@ -494,6 +519,14 @@ def command_export(args) -> int:
     if args.zip:
         print(f"zip: {zip_folder(folder, folder.with_suffix('.zip'))}")
     return 0
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def command_push(args) -> int:
@@ -526,6 +559,7 @@ def command_serve_api(args) -> int:
         token=os.environ.get("HF_TOKEN"),
         max_waiting=args.max_waiting,
         max_body_mb=args.max_body_mb,
+        engine=args.engine,
     )
     return 0
 

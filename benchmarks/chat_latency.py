@@ -10,6 +10,10 @@ time to first token is when its first text piece reached the reader, which is wh
     python benchmarks/chat_latency.py JOB_DIR    # measures an existing job
 
 The last line is `ttft_s: X tokens_per_s: Y`, the medians for ChatSession.
+
+Where llama.cpp (llama-cpp-python) is installed, the same questions also go to the llama.cpp engine
+(training.chat_llamacpp, the job's q8_0 GGUF, made once in the job folder) in the same run, and a
+`llama.cpp vs ChatSession` line gives the ratios and whether the greedy answers are the same text.
 """
 
 from __future__ import annotations
@@ -87,6 +91,21 @@ def old_path(job_dir: Path):
     return ask
 
 
+def llama_cpp_session(job_dir: Path):
+    """The llama.cpp engine on the job's q8_0 GGUF (made now if the job folder has none), or None if not installed."""
+    from training.llama_cpp_tools import runtime_installed
+
+    if not runtime_installed():
+        print("llama.cpp (llama-cpp-python) is not installed: `make dev` builds it. Measuring transformers only.")
+        return None
+    from training.chat_llamacpp import LlamaCppChatSession
+
+    loaded = time.perf_counter()
+    session = LlamaCppChatSession(job_dir, answers="tuned")
+    print(f"LlamaCppChatSession ({session.description}), loaded in {time.perf_counter() - loaded:.1f} s")
+    return session
+
+
 def main() -> None:
     from benchmarks.identity_probe import train_quickstart
     from training.chat import ChatSession, GenerationSettings
@@ -94,6 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("job_dir", nargs="?", help="A finished adapter job; default: train the quickstart job now.")
     parser.add_argument("--no-old", action="store_true", help="Skip the old path (saves ~half the run).")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="Skip the llama.cpp engine.")
     options = parser.parse_args()
     settings = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +122,8 @@ def main() -> None:
         session = ChatSession(job_dir, device="cpu")
         print(f"ChatSession on {session.device} in {session.dtype}, loaded in {time.perf_counter() - loaded:.1f} s")
         old_ask = None if options.no_old else old_path(job_dir)
-        new, old = [], []
+        fast = None if options.no_llama_cpp else llama_cpp_session(job_dir)
+        new, old, gguf, same = [], [], [], []
         for question in PROMPTS:
             answer = session.reply([{"role": "user", "content": question}], tuned=True, settings=settings)
             stats = session.last_stats
@@ -115,12 +136,31 @@ def main() -> None:
                 ttft, rate, count = old_ask(question)
                 old.append((ttft, rate))
                 line += f"   old: ttft {ttft:5.3f} s {rate:5.1f} tok/s ({count:2d} tokens)"
+            if fast is not None:
+                fast_answer = fast.reply([{"role": "user", "content": question}], tuned=True, settings=settings)
+                fast_stats = fast.last_stats
+                gguf.append((fast_stats.time_to_first_token_s, fast_stats.tokens_per_second))
+                same.append(fast_answer == answer)
+                line += (
+                    f"   llama.cpp: ttft {fast_stats.time_to_first_token_s:5.3f} s "
+                    f"{fast_stats.tokens_per_second:5.1f} tok/s ({fast_stats.new_tokens:2d} tokens"
+                    f"{', same text' if same[-1] else ', other text'})"
+                )
             print(line, f"-> {answer.strip()[:50]!r}" if question == PROMPTS[0] else "")
+            if fast is not None and question == PROMPTS[0]:
+                print(f"{'':44s} llama.cpp -> {fast_answer.strip()[:50]!r}")
     ttft, rate = (statistics.median(column) for column in zip(*new, strict=True))
     if old:
         old_ttft, old_rate = (statistics.median(column) for column in zip(*old, strict=True))
         print(f"old path medians: ttft_s: {old_ttft:.3f} tokens_per_s: {old_rate:.1f}")
         print(f"speedup: time to first token {old_ttft / ttft:.2f}x, tokens/s {rate / old_rate:.2f}x")
+    if gguf:
+        fast_ttft, fast_rate = (statistics.median(column) for column in zip(*gguf, strict=True))
+        print(f"llama.cpp medians ({fast.description}): ttft_s: {fast_ttft:.3f} tokens_per_s: {fast_rate:.1f}")
+        print(
+            f"llama.cpp vs ChatSession: time to first token {ttft / fast_ttft:.2f}x faster, "
+            f"tokens/s {fast_rate / rate:.2f}x; same greedy answer on {sum(same)} of {len(same)} questions"
+        )
     print(f"ttft_s: {ttft:.3f} tokens_per_s: {rate:.1f}")
 
 

@@ -15,6 +15,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATHE_CACHE_DIR", str(ROOT / ".cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Chat tests measure transformers' path unless they ask for llama.cpp (tests/test_gguf.py does): once llama.cpp is
+# installed, "auto" would make each job's GGUF on first chat, minutes across the suite
+os.environ.setdefault("LATHE_CHAT_ENGINE", "transformers")
 
 
 # `make test` runs the suite in two processes (pytest-xdist, whole files per process). Files are handed

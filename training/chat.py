@@ -192,6 +192,12 @@ class ChatSession:
         self._lock = threading.Lock()  # one generation at a time: the models are shared
         self.last_stats: ReplyStats | None = None  # set when a stream() finishes
 
+    engine = "transformers"
+
+    @property
+    def description(self) -> str:
+        return f"engine: transformers {str(self.dtype).removeprefix('torch.')} on {self.device}"
+
     @contextlib.contextmanager
     def model_for(self, tuned: bool):
         """The model that answers as the tuned (or the base) model, for a forward pass of one's own."""
@@ -316,3 +322,49 @@ class ChatSession:
                     prompt_tokens=int(inputs["input_ids"].shape[1]),
                     finish_reason="length" if not ended_itself and len(ids) >= settings.max_new_tokens else "stop",
                 )
+
+
+ENGINES = ("auto", "transformers", "llama.cpp")
+
+
+def choose_engine(job_dir: str | Path, device: str | None = None, engine: str | None = None) -> str:
+    """Which engine answers: `engine`, else env LATHE_CHAT_ENGINE, else "auto".
+
+    auto picks llama.cpp on a CPU where it is installed and its converter handles the model (the job's q8_0
+    GGUF decodes several times faster there than transformers, see docs/benchmarks.md); transformers on a
+    GPU, for an architecture llama.cpp cannot convert, or where llama.cpp is not installed."""
+    engine = engine or os.environ.get("LATHE_CHAT_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise UserError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}.")
+    if engine != "auto":
+        return engine
+    import torch
+
+    from training.gguf_export import check_exportable
+    from training.llama_cpp_tools import converter_installed, runtime_installed
+
+    if (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
+        return "transformers"
+    if not (runtime_installed() and converter_installed()):
+        return "transformers"
+    try:
+        check_exportable(Path(job_dir), "q8_0")
+    except UserError:
+        return "transformers"
+    return "llama.cpp"
+
+
+def open_session(
+    job_dir: str | Path,
+    token: str | None = None,
+    device: str | None = None,
+    answers: Literal["both", "tuned", "base"] = "both",
+    engine: str | None = None,
+    say=print,
+):
+    """A chat session on the engine `choose_engine` picks; both kinds answer through the same methods."""
+    if choose_engine(job_dir, device, engine) == "llama.cpp":
+        from training.chat_llamacpp import LlamaCppChatSession
+
+        return LlamaCppChatSession(job_dir, token=token, answers=answers, say=say)
+    return ChatSession(job_dir, token=token, device=device, answers=answers)

@@ -576,12 +576,15 @@ def job_folder(job_dir: str | Path) -> Path:
     return jobdir.require_job_dir(Path(job_dir).resolve(), hint="Give a finished job's folder.")
 
 
-def load(job_dir: str | Path, tuned: bool = True, token: str | None = None) -> ChatCompletions:
-    """Load the job's model (the tuned one, or with tuned=False its base) ready to answer."""
-    from training.chat import ChatSession
+def load(
+    job_dir: str | Path, tuned: bool = True, token: str | None = None, engine: str | None = None
+) -> ChatCompletions:
+    """Load the job's model (the tuned one, or with tuned=False its base) ready to answer, on `engine`
+    (training.chat.choose_engine: llama.cpp on a CPU where it is installed, else transformers)."""
+    from training.chat import open_session
 
     job_dir = job_folder(job_dir)
-    session = ChatSession(job_dir, token=token, answers="tuned" if tuned else "base")
+    session = open_session(job_dir, token=token, answers="tuned" if tuned else "base", engine=engine)
     return ChatCompletions(session, model_id_for(job_dir, tuned), tuned)
 
 
@@ -594,6 +597,7 @@ def serve(
     token: str | None,
     max_waiting: int = DEFAULT_MAX_WAITING,
     max_body_mb: float = DEFAULT_MAX_BODY_MB,
+    engine: str | None = None,
 ) -> None:
     import uvicorn
 
@@ -601,7 +605,8 @@ def serve(
     job_folder(job_dir)
     check_port_free(host, port)
     print(f"loading {'the fine-tuned' if tuned else 'the base'} model of {Path(job_dir).name}...", flush=True)
-    completions = load(job_dir, tuned=tuned, token=token)
+    completions = load(job_dir, tuned=tuned, token=token, engine=engine)
+    print(completions.session.description, flush=True)
     shown = f"[{host}]" if ":" in host else host
     print(
         f"serving model `{completions.model_id}` at http://{shown}:{port}/v1 (OpenAI-compatible; "

@@ -38,13 +38,14 @@ class SessionCache:
         self._session = None
 
     def get(self, job_dir: str, device: str | None, token: str | None = None):
-        from training.chat import ChatSession  # loads torch: only when someone chats
+        from training.chat import open_session  # loads torch: only when someone chats
 
         key = (job_dir, token_digest(token) if base_from_hub(job_dir) else "")
         with self._lock:
             if self._key != key:
                 self._session = None  # free the old model before loading the next
-                self._session = ChatSession(job_dir, token=token or None, device=device)
+                # On a CPU with llama.cpp installed, the job's GGUF answers (made once, in the job folder)
+                self._session = open_session(job_dir, token=token or None, device=device, say=lambda _: None)
                 self._key = key
             return self._session
 
@@ -114,10 +115,10 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
             return "Pick a finished job."
         device, note = choose_device(manager)
         try:
-            sessions.get(manager.snapshot(job_id).job_dir, device, secret)
+            session = sessions.get(manager.snapshot(job_id).job_dir, device, secret)
         except (UserError, KeyError) as error:
             return f"⚠ {error}"
-        return f"Loaded **{job_id}**. {note}".strip()
+        return f"Loaded **{job_id}** ({session.description}). {note}".strip()
 
     def respond(secret, job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history):
         from training.chat import GenerationSettings

@@ -35,6 +35,9 @@ class ResultsTab:
     adapter_zip: gr.DownloadButton
     merged_zip: gr.DownloadButton
     reproduce: gr.Markdown
+    gguf_quant: gr.Dropdown | None = None
+    gguf_size: gr.Markdown | None = None
+    gguf_zip: gr.DownloadButton | None = None
 
 
 def build() -> ResultsTab:
@@ -52,9 +55,54 @@ def build() -> ResultsTab:
         "The adapter loads with `PeftModel.from_pretrained`, the merged model with "
         "`AutoModelForCausalLM.from_pretrained`."
     )
+    gguf_quant, gguf_size, gguf_zip = build_gguf()
     with gr.Accordion("Reproduce this run", open=False):
         reproduce = gr.Markdown()
-    return ResultsTab(job, where, evaluation, evaluate, adapter_zip, merged_zip, reproduce)
+    return ResultsTab(
+        job, where, evaluation, evaluate, adapter_zip, merged_zip, reproduce, gguf_quant, gguf_size, gguf_zip
+    )
+
+
+def build_gguf() -> tuple[gr.Dropdown, gr.Markdown, gr.DownloadButton]:
+    from training.gguf_export import QUANT_HELP
+
+    gr.Markdown("#### GGUF (llama.cpp / Ollama / LM Studio)")
+    with gr.Row():
+        quant = gr.Dropdown(
+            label="GGUF type",
+            choices=[(text, name) for name, text in QUANT_HELP.items()],
+            value="q8_0",
+            info="One file with the chat template and stop token inside, and an Ollama Modelfile beside it.",
+        )
+        download = gr.DownloadButton("Download GGUF + Modelfile (.zip)", value=None)
+    size = gr.Markdown()
+    return quant, size, download
+
+
+def gguf_size_markdown(manager: JobManager, job_id: str | None, quant: str) -> str:
+    from training.gguf_export import estimate_bytes
+
+    try:
+        estimate = estimate_bytes(known_job_dir(manager, job_id), quant)
+    except UserError:
+        return ""
+    if estimate is None:
+        return "The file's size is known once the model's config is on this machine."
+    return f"The {quant} file will be about **{estimate / 2**20:,.0f} MB**. Making it takes a minute or more."
+
+
+def export_gguf_zip(manager: JobManager, job_id: str | None, quant: str, secret: str):
+    """Export the job as GGUF + Modelfile and return the zip's path for the download button."""
+    from training.export import zip_folder
+    from training.gguf_export import export_gguf
+
+    try:
+        job_dir = known_job_dir(manager, job_id)
+        folder = Path(tempfile.mkdtemp(prefix=f"{job_id}-gguf-", dir=_exports())) / f"{job_id}-{quant}-gguf"
+        export_gguf(job_dir, folder, quant, token=secret or None, say=lambda text: None)
+    except UserError as error:
+        raise gr.Error(str(error)) from None
+    return str(zip_folder(folder, folder.with_suffix(".zip")))
 
 
 def where_markdown(job_dir: Path, output_dir: str | None) -> str:
@@ -192,6 +240,20 @@ def connect(tab: ResultsTab, manager: JobManager, token: gr.State) -> None:
         api_name="evaluate_job",
     )
     downloads = ((tab.adapter_zip, False, "download_adapter"), (tab.merged_zip, True, "download_merged"))
+    if tab.gguf_zip is not None:
+        for trigger in (tab.job.change, tab.gguf_quant.change):
+            trigger(
+                lambda job_id, quant: gguf_size_markdown(manager, job_id, quant),
+                inputs=[tab.job, tab.gguf_quant],
+                outputs=tab.gguf_size,
+                api_visibility="private",
+            )
+        tab.gguf_zip.click(
+            lambda job_id, quant, secret: export_gguf_zip(manager, job_id, quant, secret),
+            inputs=[tab.job, tab.gguf_quant, token],
+            outputs=tab.gguf_zip,
+            api_name="download_gguf",
+        )
     for button, merged, name in downloads:
         button.click(
             lambda job_id, secret, merged=merged: export_zip(manager, job_id, merged, secret),
