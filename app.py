@@ -384,6 +384,9 @@ def command_score(args) -> int:
 
 
 def command_check_data(args) -> int:
+    import time
+
+    started = time.perf_counter()  # the check's own imports count: they were most of its time
     from training.data.check import check_data, spec_for_source
     from training.spec import JobSpec
 
@@ -408,6 +411,7 @@ def command_check_data(args) -> int:
         spec = spec.with_overrides({"method.objective": args.objective})
     report = check_data(spec, token=token)
     print(report.to_text())
+    print(f"checked in {time.perf_counter() - started:.1f} s")
     return 0 if report.usable else 1
 
 

@@ -146,7 +146,7 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
             )
     _duplicates(report, examples)
     _overlap(report, [ex for _, _, ex in examples], spec)
-    tokenizer = load_tokenizer(spec, token)
+    tokenizer = load_tokenizer(spec, token, for_check=True)
     report.preview = [render_row(tokenizer, ex) for _, _, ex in examples[:preview_rows]]
     measured = examples
     if len(examples) > LENGTH_SAMPLE:
