@@ -16,6 +16,7 @@ from training.spec import JobSpec, sharding_problems
 GB = 2**30
 FITS, TIGHT, WONT_FIT = "Fits", "Tight", "Won't fit"
 LOGIT_BYTES = 12  # bf16 logits upcast to fp32 in the loss, per vocabulary entry per token
+FP32_LOGIT_BYTES = 16  # fp32 logits, log-softmax and both gradients
 QLORA_LINEAR_BYTES = 0.52  # NF4 with double quantisation, per Linear parameter
 # Dense bf16 peak TFLOP/s by GPU name fragment (fp16 for the T4), from the vendors' sheets
 GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "4090": 165, "T4": 65}
@@ -56,27 +57,77 @@ class MemoryEstimate:
         return [f"{name}: {value / GB:.2f} GB" for name, value in parts] + [f"total: {self.total / GB:.2f} GB"]
 
 
-def bytes_per_value(spec: JobSpec, device: Device) -> int:
-    """Bytes per saved activation value. On the CPU bf16 runs as autocast over fp32 weights, which keeps
-    fp32 inputs beside their bf16 casts: measured per-token memory there matched 4 bytes, not 2
-    (benchmarks/estimate_accuracy.py)."""
-    if device.kind == "cpu":
-        return 4
+@dataclass(frozen=True)
+class PrecisionPath:
+    """How one way of computing keeps its numbers, in bytes; each measured on its own path
+    (benchmarks/estimate_accuracy.py runs every configuration on `auto` and on forced fp32).
+
+    weights: per base parameter as loaded; value: per saved activation value; logits: per vocabulary
+    entry per token of the micro-batch (the head scores every position, masked or not; the loss keeps
+    fp32 copies and their gradients); overhead: share of the weights' bytes added to the process's peak.
+    """
+
+    name: str
+    weights: float
+    value: float
+    logits: float
+    overhead: float = 0.0
+
+
+# Measured on the embedded model (benchmarks/estimate_accuracy.py, docs/benchmarks.md):
+# - fp32: everything in 4 bytes, the loss's log-softmax, its gradient and the head's gradient beside the
+#   fp32 logits.
+# - CPU bf16 autocast: fp32 weights; autocast keeps fp32 inputs beside their bf16 casts, so a saved value
+#   costs 4 bytes, not 2; the logits come out bf16 and are upcast for the loss.
+# - GPU bf16/fp16 weights: the model is loaded in the compute dtype.
+# - 4-bit (QLoRA): NF4 Linear weights, 16-bit embeddings, bf16 compute.
+PATHS = {
+    "fp32": PrecisionPath("fp32", weights=4, value=4, logits=FP32_LOGIT_BYTES, overhead=0.5),
+    "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=4, logits=16, overhead=0.5),
+    "bf16-weights": PrecisionPath("bf16-weights", weights=2, value=2, logits=LOGIT_BYTES),
+    "4-bit": PrecisionPath("4-bit", weights=QLORA_LINEAR_BYTES, value=2, logits=LOGIT_BYTES),
+}
+
+
+def precision_of(spec: JobSpec, device: Device) -> str:
+    """The precision the job computes in on this device: `auto` resolves as training/hardware.plan_for does."""
     precision = spec.hyperparameters.precision
     if precision == "auto":
         precision = "bf16" if device.bf16 or device.kind == "cuda" else "fp32"
-    return 4 if precision == "fp32" else 2
+    return precision
+
+
+def precision_path(spec: JobSpec, device: Device) -> PrecisionPath:
+    """Which of PATHS a job takes: QLoRA's 4-bit base; on a GPU 16-bit weights (or fp32); on a CPU fp32
+    weights, computing in fp32 or under bf16 autocast."""
+    precision = precision_of(spec, device)
+    if spec.method.type == "qlora":
+        path = PATHS["4-bit"]
+        if device.kind == "cpu":  # the CPU computes QLoRA's adapters and activations like the rest of its path
+            cpu = PATHS["fp32" if precision == "fp32" else "bf16-autocast"]
+            return PrecisionPath("4-bit", path.weights, cpu.value, cpu.logits, cpu.overhead)
+        return path
+    if precision == "fp32":
+        return PATHS["fp32"]
+    return PATHS["bf16-weights"] if device.kind == "cuda" else PATHS["bf16-autocast"]
+
+
+def bytes_per_value(spec: JobSpec, device: Device) -> float:
+    """Bytes per saved activation value on the job's precision path."""
+    return precision_path(spec, device).value
 
 
 def estimate_memory(
     spec: JobSpec, shape: ModelShape, device: Device, tokens_per_row: int | None = None, answer_share: float = 1.0
 ) -> MemoryEstimate:
     """Peak training memory. `tokens_per_row`: the padded length of a micro-batch's rows (default: the
-    context length); `answer_share`: the share of tokens whose logits are scored (the rest are masked)."""
+    context length). `answer_share` (the share of tokens trained on) is kept for callers: the head scores
+    every position, so the logits term no longer depends on it (a job of long prompts and short answers
+    was underestimated by a third when it did)."""
     method, hp = spec.method, spec.hyperparameters
+    path = precision_path(spec, device)
     total = shape.parameters()
-    # Weights stay fp32 on the CPU (bf16 runs through autocast there); the compute dtype on a GPU
-    weight_bytes = 2 if device.kind == "cuda" else 4
+    weight_bytes = path.weights if method.type != "qlora" else (2 if device.kind == "cuda" else 4)
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
     lora = shape.lora_parameters(method.lora_r, method.target_modules)
     if method.type == "full":
@@ -92,7 +143,7 @@ def estimate_memory(
     tokens = hp.batch_size * min(tokens_per_row or hp.context_length, hp.context_length)
     if spec.method.objective == "dpo":
         tokens *= 2  # the better and the worse answer go through together
-    value = bytes_per_value(spec, device)
+    value = path.value
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
     per_layer = value * (6 * h + 2 * kv + 4 * i)
     if method.lora_dropout > 0 and method.type != "full":
@@ -102,14 +153,11 @@ def estimate_memory(
     )
     per_token = value * h * shape.layers + 2 * per_layer if checkpointing else shape.layers * per_layer
     activations = tokens * per_token
-    # On the CPU the loss also keeps fp32 logits' gradient (16 B), and loading leaves part of a
-    # second copy of the weights in the process's peak; both measured, see benchmarks/estimate_accuracy.py
-    logit_bytes = LOGIT_BYTES if device.kind == "cuda" else 16
-    logits = tokens * answer_share * shape.vocab * logit_bytes
+    logits = tokens * shape.vocab * path.logits
     if device.kind == "cuda":
         overhead = 1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)
     else:
-        overhead = 0.5 * total * weight_bytes
+        overhead = path.overhead * total * weight_bytes  # loading leaves part of a second copy in the peak
     return MemoryEstimate(weights, state, activations, logits, overhead)
 
 
