@@ -135,6 +135,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="auto,fp32", help="Precision settings to run, comma-separated.")
     parser.add_argument("--configs", help="Configuration numbers to run (default: all), e.g. 1,2,7.")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="One step each: the memory peak, no time check (a busy machine)."
+    )
     options = parser.parse_args()
     modes = options.modes.split(",")
     chosen = {int(n) for n in options.configs.split(",")} if options.configs else set(range(1, len(CONFIGS) + 1))
@@ -157,7 +160,7 @@ def main() -> int:
                         "model.name_or_path": model_dir,
                         "data.source": source,
                         "data.mix_in": [],
-                        "hyperparameters.max_steps": CALIBRATION_STEPS + MEASURED_STEPS,
+                        "hyperparameters.max_steps": 1 if options.memory_only else CALIBRATION_STEPS + MEASURED_STEPS,
                         "hyperparameters.save_steps": 1000,
                         "hyperparameters.precision": mode,
                         "output.evaluate": False,
@@ -175,6 +178,16 @@ def main() -> int:
                     spec, shape, device, tokens_per_row=result["row_tokens"], answer_share=result["answer_share"]
                 )
                 memory_error = estimate.total / result["increase"] - 1
+                memory_errors[mode].append(abs(memory_error))
+                label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in config.items() if "learning_rate" not in k)
+                line = (
+                    f"{number}. [{mode} -> {precision_path(spec, device).name}] {label}, answer share "
+                    f"{result['answer_share']:.2f}: memory estimated {estimate.total / GB:.2f} GB, measured "
+                    f"{result['increase'] / GB:.2f} GB, ratio {estimate.total / result['increase']:.2f}"
+                )
+                if options.memory_only:
+                    print(line, flush=True)
+                    continue
                 # Calibrate on the first steps, as Measure does, then predict the rest
                 times = result["times"]
                 tokens_per_step = spec.hyperparameters.batch_size * result["row_tokens"]
@@ -184,19 +197,15 @@ def main() -> int:
                 predicted = estimate_seconds(spec, shape, device, tokens_per_step * MEASURED_STEPS, efficiency)
                 actual = times[-1] - times[CALIBRATION_STEPS - 1]
                 time_error = predicted / actual - 1
-                memory_errors[mode].append(abs(memory_error))
                 time_errors[mode].append(abs(time_error))
-                label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in config.items() if "learning_rate" not in k)
                 print(
-                    f"{number}. [{mode} -> {precision_path(spec, device).name}] {label}, answer share "
-                    f"{result['answer_share']:.2f}: memory estimated {estimate.total / GB:.2f} GB, measured "
-                    f"{result['increase'] / GB:.2f} GB, ratio {estimate.total / result['increase']:.2f}; "
-                    f"time predicted {predicted:.1f} s, took {actual:.1f} s, ratio {predicted / actual:.2f}",
+                    f"{line}; time predicted {predicted:.1f} s, took {actual:.1f} s, ratio {predicted / actual:.2f}",
                     flush=True,
                 )
     for mode in modes:
         print(f"worst_memory_error[{mode}]: {100 * max(memory_errors[mode]):.0f}%")
-        print(f"worst_time_error[{mode}]: {100 * max(time_errors[mode]):.0f}%")
+        if time_errors[mode]:
+            print(f"worst_time_error[{mode}]: {100 * max(time_errors[mode]):.0f}%")
     return 0
 
 
