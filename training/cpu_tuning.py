@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ PROBE_SHAPE = (576, 1536)  # the embedded model's hidden and MLP sizes: a decode
 PROBE_LAYERS = 24  # 85 MB of fp32 weights: more than a core's caches hold, as a model's weights are
 PROBE_ROUNDS = 5
 BUSY_CACHE_SECONDS = 5.0
-_busy: tuple[float, bool] | None = None
+_busy: tuple[float, bool] | None = None  # (when, whether a worker ran)
+_refreshing = threading.Lock()
 
 
 def cpu_kind() -> str:
@@ -66,21 +68,33 @@ def usable_cores() -> int:
 
 
 def training_running() -> bool:
-    """Is a Lathe training worker running on this machine now (any job, from the wizard or the CLI)?"""
+    """Is a Lathe training worker running on this machine now (any job, from the wizard or the CLI)?
+
+    Listing the processes takes from milliseconds to half a second on a busy machine, which must not
+    delay an answer's first token: after the first call the last answer is returned at once and a
+    stale one (older than BUSY_CACHE_SECONDS) is refreshed in the background for the next reply."""
     global _busy
-    now = time.monotonic()
-    if _busy is not None and now - _busy[0] < BUSY_CACHE_SECONDS:
-        return _busy[1]
+    if _busy is None:
+        _busy = (time.monotonic(), _scan_for_workers())
+    elif time.monotonic() - _busy[0] > BUSY_CACHE_SECONDS and not _refreshing.locked():
+        threading.Thread(target=_refresh, daemon=True).start()
+    return _busy[1]
+
+
+def _refresh() -> None:
+    global _busy
+    with _refreshing:
+        _busy = (time.monotonic(), _scan_for_workers())
+
+
+def _scan_for_workers() -> bool:
     import psutil
 
-    found = False
     for process in psutil.process_iter(["cmdline"]):
         command = process.info.get("cmdline") or []
         if "training.worker" in command or any(part.endswith("training/worker.py") for part in command):
-            found = True
-            break
-    _busy = (now, found)
-    return found
+            return True
+    return False
 
 
 def machine_busy() -> bool:
