@@ -16,9 +16,10 @@ from training.spec import JobSpec, sharding_problems
 GB = 2**30
 FITS, TIGHT, WONT_FIT = "Fits", "Tight", "Won't fit"
 LOGIT_BYTES = 12  # bf16 logits upcast to fp32 in the loss, per vocabulary entry per token
-# fp32 logits, the loss's log-softmax and TRL's entropy beside them, and their gradients: 23 B per entry
-# measured on a 1-layer model with the embedded vocabulary, where the logits are nearly all of the peak
-FP32_LOGIT_BYTES = 22
+# On a CPU the logits, the loss's fp32 log-softmax, TRL's entropy beside them and their gradients: 22-23 B
+# per entry measured on a 1-layer model with the embedded vocabulary (where the logits are nearly all of
+# the peak), in fp32 (1109 MB for 2 x 512 tokens) and under bf16 autocast (1071 MB) alike
+CPU_LOGIT_BYTES = 22
 QLORA_LINEAR_BYTES = 0.52  # NF4 with double quantisation, per Linear parameter
 # Dense bf16 peak TFLOP/s by GPU name fragment (fp16 for the T4), from the vendors' sheets
 GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "4090": 165, "T4": 65}
@@ -84,8 +85,8 @@ class PrecisionPath:
 # - GPU bf16/fp16 weights: the model is loaded in the compute dtype.
 # - 4-bit (QLoRA): NF4 Linear weights, 16-bit embeddings, bf16 compute.
 PATHS = {
-    "fp32": PrecisionPath("fp32", weights=4, value=4, logits=FP32_LOGIT_BYTES, overhead=0.5),
-    "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=4, logits=16, overhead=0.5),
+    "fp32": PrecisionPath("fp32", weights=4, value=4, logits=CPU_LOGIT_BYTES, overhead=0.5),
+    "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=4, logits=CPU_LOGIT_BYTES, overhead=0.5),
     "bf16-weights": PrecisionPath("bf16-weights", weights=2, value=2, logits=LOGIT_BYTES),
     "4-bit": PrecisionPath("4-bit", weights=QLORA_LINEAR_BYTES, value=2, logits=LOGIT_BYTES),
 }
