@@ -39,12 +39,12 @@ def test_a_job_takes_the_path_it_runs_on(device, changes, expected):
 def test_forced_fp32_on_a_bf16_cpu_is_estimated_like_a_cpu_without_bf16():
     forced = estimate_memory(job(**{"hyperparameters.precision": "fp32"}), SMOLLM2_135M, CPU_BF16)
     assert forced == estimate_memory(job(), SMOLLM2_135M, CPU_AVX2)
-    assert forced.logits == 8 * 512 * SMOLLM2_135M.vocab * PATHS["fp32"].logits
+    assert forced.logits == 8 * 512 * SMOLLM2_135M.vocab * PATHS["fp32"].logits  # answer share 1 by default
 
 
-def test_the_logits_of_masked_prompt_tokens_count_too():
-    """The head scores every position before the loss masks the prompt; a job of long prompts and short
-    answers needs the same logits memory as one of long answers."""
+def test_only_the_answer_tokens_logits_count():
+    """TRL scores only the trained tokens: a job of long prompts and short answers needs little logits
+    memory (measured: batch 8 x ~425 tokens at an answer share of 0.02 peaked at 3.5 GB, estimated 3.5)."""
     short_answers = estimate_memory(job(), SMOLLM2_135M, CPU_AVX2, tokens_per_row=512, answer_share=0.05)
     long_answers = estimate_memory(job(), SMOLLM2_135M, CPU_AVX2, tokens_per_row=512, answer_share=0.95)
-    assert short_answers.logits == long_answers.logits > 0
+    assert 0 < short_answers.logits < long_answers.logits / 10

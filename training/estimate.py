@@ -16,10 +16,11 @@ from training.spec import JobSpec, sharding_problems
 GB = 2**30
 FITS, TIGHT, WONT_FIT = "Fits", "Tight", "Won't fit"
 LOGIT_BYTES = 12  # bf16 logits upcast to fp32 in the loss, per vocabulary entry per token
-# On a CPU the logits, the loss's fp32 log-softmax, TRL's entropy beside them and their gradients: 22-23 B
-# per entry measured on a 1-layer model with the embedded vocabulary (where the logits are nearly all of
-# the peak), in fp32 (1109 MB for 2 x 512 tokens) and under bf16 autocast (1071 MB) alike
-CPU_LOGIT_BYTES = 22
+# On a CPU the scored logits, the loss's fp32 log-softmax, TRL's entropy beside them and their gradients:
+# 23-24 B per entry of an answer token, measured on a 1-layer model with the embedded vocabulary (where the
+# logits are nearly all of the peak; 2 x 512 tokens, answer share 0.93) in fp32 (1109 MB) and under bf16
+# autocast (1071 MB) alike
+CPU_LOGIT_BYTES = 24
 QLORA_LINEAR_BYTES = 0.52  # NF4 with double quantisation, per Linear parameter
 # Dense bf16 peak TFLOP/s by GPU name fragment (fp16 for the T4), from the vendors' sheets
 GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "4090": 165, "T4": 65}
@@ -66,8 +67,8 @@ class PrecisionPath:
     (benchmarks/estimate_accuracy.py runs every configuration on `auto` and on forced fp32).
 
     weights: per base parameter as loaded; value: per saved activation value; logits: per vocabulary
-    entry per token of the micro-batch (the head scores every position, masked or not; the loss keeps
-    fp32 copies and their gradients); overhead: share of the weights' bytes added to the process's peak.
+    entry per answer token of the micro-batch (TRL's head scores only the tokens the loss trains on; the
+    loss keeps fp32 copies and their gradients); overhead: share of the weights' bytes added to the peak.
     """
 
     name: str
@@ -124,9 +125,7 @@ def estimate_memory(
     spec: JobSpec, shape: ModelShape, device: Device, tokens_per_row: int | None = None, answer_share: float = 1.0
 ) -> MemoryEstimate:
     """Peak training memory. `tokens_per_row`: the padded length of a micro-batch's rows (default: the
-    context length). `answer_share` (the share of tokens trained on) is kept for callers: the head scores
-    every position, so the logits term no longer depends on it (a job of long prompts and short answers
-    was underestimated by a third when it did)."""
+    context length); `answer_share`: the share of tokens whose logits are scored (the rest are masked)."""
     method, hp = spec.method, spec.hyperparameters
     path = precision_path(spec, device)
     total = shape.parameters()
@@ -156,7 +155,7 @@ def estimate_memory(
     )
     per_token = value * h * shape.layers + 2 * per_layer if checkpointing else shape.layers * per_layer
     activations = tokens * per_token
-    logits = tokens * shape.vocab * path.logits
+    logits = tokens * answer_share * shape.vocab * path.logits
     if device.kind == "cuda":
         overhead = 1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)
     else:
