@@ -1,7 +1,8 @@
 """Lathe: fine-tune open LLMs without code.
 
     python app.py                          serve the wizard on http://127.0.0.1:7860
-    python app.py train SPEC.yaml          run a job headless, with a progress line
+    python app.py train SPEC.yaml          run a job headless, with a progress line (--detach: in the background)
+    python app.py follow JOB_DIR           watch a job running in the background; `stop JOB_DIR` stops it
     python app.py chat JOB_DIR             talk to a finished job (--prompt for one answer)
     python app.py score JOB_DIR --prompt P --answer A   score an answer with a finished reward model
     python app.py check-data FILE [--task T --model M]  check a dataset before training (exit 1 if unusable)
@@ -116,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--help-spec", action="store_true", help="List every spec field with its help and exit.")
     train.add_argument("--resume", metavar="JOB_DIR", help="Continue a stopped or failed job from its last checkpoint.")
+    train.add_argument(
+        "--detach",
+        action="store_true",
+        help="Start the job and return; it trains on in the background (follow it with `app.py follow JOB_DIR`).",
+    )
+    follow_job = commands.add_parser("follow", help="Watch a job running in the background until it ends.")
+    follow_job.add_argument("job_dir", help="The job folder.")
+    stop_job = commands.add_parser("stop", help="Stop a running job at its next step; it saves a checkpoint.")
+    stop_job.add_argument("job_dir", help="The job folder.")
 
     chat = commands.add_parser("chat", help="Talk to a finished job's model.")
     chat.add_argument("job_dir", help="The job folder.")
@@ -225,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return command_train(args)
+        if args.command == "follow":
+            return command_follow(args)
+        if args.command == "stop":
+            return command_stop(args)
         if args.command == "chat":
             return command_chat(args)
         if args.command == "score":
@@ -271,7 +285,7 @@ def command_train(args) -> int:
         manager = JobManager(job_dir.parent)
         job_id = manager.resume(job_dir.name, secrets=secrets)
         print(f"job {job_id} resuming from its last complete checkpoint", flush=True)
-        return report(follow_until_done(manager, job_id))
+        return detach(manager, job_id) if args.detach else report(follow_until_done(manager, job_id))
     if not args.spec:
         raise UserError("train needs a spec file, e.g. python app.py train presets/jobs/quickstart.yaml")
     spec = load_spec(args.spec)
@@ -284,7 +298,7 @@ def command_train(args) -> int:
     manager = JobManager(args.jobs_dir)
     job_id = manager.start(spec, secrets=secrets, job_dir=args.job_dir)
     print(f"job {job_id} started in {manager.snapshot(job_id).job_dir}", flush=True)
-    return report(follow_until_done(manager, job_id))
+    return detach(manager, job_id) if args.detach else report(follow_until_done(manager, job_id))
 
 
 def command_sweep(args, spec, secrets) -> int:
@@ -334,12 +348,66 @@ def command_compare(args) -> int:
 
 
 def follow_until_done(manager, job_id: str):
+    """Follow the job; Ctrl-C, SIGTERM or SIGHUP stops it at the next step (with a checkpoint) and follows
+    that; a second one leaves it running in the background."""
+    from training.follow import interrupt_name, signals_stop_the_job
+
+    with signals_stop_the_job():
+        try:
+            return follow(manager, job_id)
+        except KeyboardInterrupt as interrupt:
+            # Stop first: after a SIGHUP the terminal may be gone, and printing to it can fail
+            manager.stop(job_id, requested_by=f"from the command line ({interrupt_name(interrupt)})")
+            print(
+                f"\n{interrupt_name(interrupt)}: stopping at the next step and saving a checkpoint "
+                "(press Ctrl-C again to leave it running in the background)...",
+                flush=True,
+            )
+            return follow(manager, job_id)
+
+
+def detach(manager, job_id: str) -> int:
+    """Leave the job training in the background once its worker runs, and say how to reach it."""
+    from training.follow import how_to_reach, wait_until_started
+
+    state = wait_until_started(manager, job_id)
+    job_dir = manager.snapshot(job_id).job_dir
+    if state != "running":
+        return report(manager.snapshot(job_id))
+    print(f"job {job_id} is training in the background (detached).")
+    print("\n".join(how_to_reach(job_dir)))
+    return 0
+
+
+def command_follow(args) -> int:
+    from training.follow import how_to_reach
+    from training.jobs import JobManager
+
+    job_dir = Path(args.job_dir).resolve()
+    if not (job_dir / "spec.yaml").is_file():
+        raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
+    manager = JobManager(job_dir.parent)  # re-attaches to its worker if it still runs
     try:
-        return follow(manager, job_id)
+        return report(follow(manager, job_dir.name))
     except KeyboardInterrupt:
-        print("\nstopping at the next step (press Ctrl-C again to leave it running in the background)...")
-        manager.stop(job_id, requested_by="from the command line (Ctrl-C)")
-        return follow(manager, job_id)
+        print("\nleft it running:\n" + "\n".join(how_to_reach(job_dir)))
+        return 0
+
+
+def command_stop(args) -> int:
+    from training.jobs import JobManager
+
+    job_dir = Path(args.job_dir).resolve()
+    if not (job_dir / "spec.yaml").is_file():
+        raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
+    manager = JobManager(job_dir.parent)
+    snapshot = manager.snapshot(job_dir.name)
+    if snapshot.state not in ("queued", "running"):
+        print(f"job {job_dir.name} is not running (it is {snapshot.state}).")
+        return 0
+    manager.stop(job_dir.name, requested_by="from the command line (app.py stop)")
+    print("stopping at the next step and saving a checkpoint...", flush=True)
+    return report(follow(manager, job_dir.name))
 
 
 def report(snapshot) -> int:
@@ -350,6 +418,11 @@ def report(snapshot) -> int:
         print(f"error: {snapshot.message} {snapshot.hint}".rstrip(), file=sys.stderr)
         return 1
     print(f"job {snapshot.state}: {snapshot.output_dir}")
+    if snapshot.state == "stopped":
+        from training.checkpoints import latest_complete_checkpoint
+
+        checkpoint = latest_complete_checkpoint(Path(snapshot.job_dir))
+        print(f"checkpoint: {checkpoint}\ncontinue it: python app.py train --resume {snapshot.job_dir}")
     from training.evaluate import read_report
 
     evaluation = read_report(Path(snapshot.job_dir)) if snapshot.state == jobdir.COMPLETED else None
@@ -440,6 +513,9 @@ def command_score(args) -> int:
 
 
 def command_check_data(args) -> int:
+    import time
+
+    started = time.perf_counter()  # the check's own imports count: they were most of its time
     from training.data.check import check_data, spec_for_source
     from training.spec import JobSpec, parse_field_map
 
@@ -459,6 +535,7 @@ def command_check_data(args) -> int:
         spec = spec.with_overrides({"method.objective": args.objective})
     report = check_data(spec, token=token)
     print(report.to_text())
+    print(f"checked in {time.perf_counter() - started:.1f} s")
     return 0 if report.usable else 1
 
 

@@ -8,6 +8,9 @@ time to first token is when its first text piece reached the reader, which is wh
 
     python benchmarks/chat_latency.py            # trains the quickstart job first (~2 min)
     python benchmarks/chat_latency.py JOB_DIR    # measures an existing job
+    python benchmarks/chat_latency.py JOB_DIR --dtype fp32   # the path of CPUs without fast bf16
+
+It prints the CPU kind and the settings chosen for it (weight dtype, threads) first.
 
 The last line is `ttft_s: X tokens_per_s: Y`, the medians for ChatSession.
 
@@ -80,13 +83,14 @@ def old_path(job_dir: Path):
 
         thread = threading.Thread(target=generate)
         thread.start()
-        first_piece = None
+        first_piece, text = None, ""
         for piece in streamer:
+            text += piece
             if first_piece is None and piece:
                 first_piece = time.perf_counter()
         thread.join()
         times = streamer.token_times[1:]  # the first put() is the prompt
-        return first_piece - started, (len(times) - 1) / (times[-1] - times[0]), len(times)
+        return first_piece - started, (len(times) - 1) / (times[-1] - times[0]), len(times), text
 
     return ask
 
@@ -114,13 +118,23 @@ def main() -> None:
     parser.add_argument("job_dir", nargs="?", help="A finished adapter job; default: train the quickstart job now.")
     parser.add_argument("--no-old", action="store_true", help="Skip the old path (saves ~half the run).")
     parser.add_argument("--no-llama-cpp", action="store_true", help="Skip the llama.cpp engine.")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], help="Force the chat weights' dtype (LATHE_CHAT_DTYPE).")
     options = parser.parse_args()
+    if options.dtype:
+        import os
+
+        os.environ["LATHE_CHAT_DTYPE"] = options.dtype
+    from training.cpu_tuning import chat_dtype_name, cpu_kind, machine_busy
+
+    dtype, why = chat_dtype_name()
+    print(f"CPU: {cpu_kind()}; chat weights {dtype} ({why}); other work running: {machine_busy()}")
     settings = GenerationSettings(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0)
     with tempfile.TemporaryDirectory() as tmp:
         job_dir = Path(options.job_dir) if options.job_dir else train_quickstart(Path(tmp))
         loaded = time.perf_counter()
         session = ChatSession(job_dir, device="cpu")
         print(f"ChatSession on {session.device} in {session.dtype}, loaded in {time.perf_counter() - loaded:.1f} s")
+        print(f"decode threads chosen: {session.threads} (chosen again for each reply)")
         old_ask = None if options.no_old else old_path(job_dir)
         fast = None if options.no_llama_cpp else llama_cpp_session(job_dir)
         new, old, gguf, same = [], [], [], []
@@ -133,8 +147,9 @@ def main() -> None:
                 f"{stats.tokens_per_second:5.1f} tok/s ({stats.new_tokens:2d} tokens)"
             )
             if old_ask:
-                ttft, rate, count = old_ask(question)
+                ttft, rate, count, old_answer = old_ask(question)
                 old.append((ttft, rate))
+                same.append(old_answer.strip() == answer.strip())
                 line += f"   old: ttft {ttft:5.3f} s {rate:5.1f} tok/s ({count:2d} tokens)"
             if fast is not None:
                 fast_answer = fast.reply([{"role": "user", "content": question}], tuned=True, settings=settings)
@@ -154,6 +169,7 @@ def main() -> None:
         old_ttft, old_rate = (statistics.median(column) for column in zip(*old, strict=True))
         print(f"old path medians: ttft_s: {old_ttft:.3f} tokens_per_s: {old_rate:.1f}")
         print(f"speedup: time to first token {old_ttft / ttft:.2f}x, tokens/s {rate / old_rate:.2f}x")
+        print(f"greedy answers identical to the old path: {sum(same)} of {len(same)}")
     if gguf:
         fast_ttft, fast_rate = (statistics.median(column) for column in zip(*gguf, strict=True))
         print(f"llama.cpp medians ({fast.description}): ttft_s: {fast_ttft:.3f} tokens_per_s: {fast_rate:.1f}")

@@ -8,9 +8,9 @@ docs/benchmarks.md):
   PEFT's Python dispatch to each of the ~200 adapted layers for every token (~20% of the decode
   time here); merging and unmerging around each base answer would round the base weights a
   little further off every time.
-- Weights in bf16 where the hardware has it (half the bytes of fp32), so the two copies take the
-  memory one fp32 copy took.
-- One CPU thread fewer than cores (see `decode_threads`).
+- Weights in bf16 where this CPU computes it faster than fp32 (half the bytes of fp32, so the two
+  copies take the memory one fp32 copy took), as a one-time probe measured (training/cpu_tuning.py).
+- All CPU cores while nothing else trains, one fewer while a job does (see `decode_threads`).
 A warm-up answer on load was tried and dropped: the first answer was no slower than later ones.
 """
 
@@ -28,7 +28,6 @@ from typing import Literal
 
 from training import jobdir
 from training.errors import UserError
-from training.hardware import cpu_has_fast_bf16
 from training.models import merge_adapters, starting_point
 
 Message = dict[str, str]
@@ -70,45 +69,30 @@ class ReplyStats:
 
 
 def inference_dtype(device: str):
-    """bf16 halves the bytes read per token, and decoding a small model is mostly reading weights:
-    ~1.7x the tokens/s of fp32 on an AVX-512 BF16 CPU. CPUs without native bf16 emulate it slowly."""
+    """On a GPU bf16 where it runs natively, else fp16. On a CPU the faster of bf16 and fp32 as measured on
+    this CPU kind (training/cpu_tuning.py): bf16 halves the bytes read per token, but CPUs without native
+    bf16 emulate it slowly."""
     import torch
 
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    from training.cpu_tuning import chat_dtype
+
+    return chat_dtype()
 
 
 def decode_threads() -> int:
-    """Threads for answering on a CPU: one fewer than torch's default of one per physical core.
+    """Threads for one reply on a CPU: all cores when nothing else trains, one fewer while a job does
+    (training/cpu_tuning.py says why)."""
+    from training.cpu_tuning import decode_threads as choose
 
-    Every matmul ends in an OpenMP barrier that waits for its slowest thread, so a thread sharing
-    its core with another busy process (a training job, the browser) stalls every token. Measured
-    on 2 cores with the embedded model: 1 thread 35-36 tok/s idle and 34-35 beside a busy process;
-    2 threads 31 either way from generate()'s thread (43 idle but 10-12 beside a busy process when
-    called from the main thread). OMP_NUM_THREADS, when set, is the person's choice and is kept."""
-    import torch
-
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    return max(1, torch.get_num_threads() - 1)
+    return choose()
 
 
-@contextlib.contextmanager
 def _torch_threads(count: int | None):
-    """Use `count` intra-op threads while one reply is generated, then give the process back its own
-    setting (the UI, or tests running in the same process, keep theirs)."""
-    import torch
+    from training.cpu_tuning import threads
 
-    previous = torch.get_num_threads()
-    if count is None or count == previous:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return threads(count)
 
 
 class _TokenStreamer:
@@ -153,7 +137,7 @@ class ChatSession:
         self.job_dir = Path(job_dir)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = inference_dtype(self.device)
-        self.threads = decode_threads() if self.device == "cpu" else None
+        self.threads = decode_threads() if self.device == "cpu" else None  # chosen again for each reply
         spec = jobdir.load_job_spec(self.job_dir)
         adapter_dir, model_dir = self.job_dir / jobdir.ADAPTER, self.job_dir / jobdir.MODEL
         if spec.method.objective == "reward":
@@ -258,6 +242,8 @@ class ChatSession:
         model = self.model if tuned or self.base_model is None else self.base_model
         adapter_off = not tuned and self.base_model is None
         inputs = self._inputs(messages)  # here, so a conversation the template refuses is reported at once
+        if self.device == "cpu":
+            self.threads = decode_threads()  # a training job may have started or ended since the last reply
         streamer, abandoned, errors = _TokenStreamer(), threading.Event(), []
 
         class StopWhenAbandoned(StoppingCriteria):

@@ -17,6 +17,11 @@ from training.spec import JobSpec, sharding_problems
 GB = 2**30
 FITS, TIGHT, WONT_FIT = "Fits", "Tight", "Won't fit"
 LOGIT_BYTES = 12  # bf16 logits upcast to fp32 in the loss, per vocabulary entry per token
+# On a CPU the scored logits, the loss's fp32 log-softmax, TRL's entropy beside them and their gradients:
+# 23-24 B per entry of an answer token, measured on a 1-layer model with the embedded vocabulary (where the
+# logits are nearly all of the peak; 2 x 512 tokens, answer share 0.93) in fp32 (1109 MB) and under bf16
+# autocast (1071 MB) alike
+CPU_LOGIT_BYTES = 24
 QLORA_LINEAR_BYTES = 0.52  # NF4 with double quantisation, per Linear parameter
 # Dense bf16 peak TFLOP/s by GPU name fragment (fp16 for the T4), from the vendors' sheets
 GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "4090": 165, "T4": 65}
@@ -60,16 +65,65 @@ class MemoryEstimate:
         return [f"{name}: {value / GB:.2f} GB" for name, value in parts] + [f"total: {self.total / GB:.2f} GB"]
 
 
-def bytes_per_value(spec: JobSpec, device: Device) -> int:
-    """Bytes per saved activation value. On the CPU bf16 runs as autocast over fp32 weights, which keeps
-    fp32 inputs beside their bf16 casts: measured per-token memory there matched 4 bytes, not 2
-    (benchmarks/estimate_accuracy.py)."""
-    if device.kind == "cpu":
-        return 4
+@dataclass(frozen=True)
+class PrecisionPath:
+    """How one way of computing keeps its numbers, in bytes; each measured on its own path
+    (benchmarks/estimate_accuracy.py runs every configuration on `auto` and on forced fp32).
+
+    weights: per base parameter as loaded; value: per saved activation value; logits: per vocabulary
+    entry per answer token of the micro-batch (TRL's head scores only the tokens the loss trains on; the
+    loss keeps fp32 copies and their gradients); overhead: share of the weights' bytes added to the peak.
+    """
+
+    name: str
+    weights: float
+    value: float
+    logits: float
+    overhead: float = 0.0
+
+
+# Measured on the embedded model (benchmarks/estimate_accuracy.py, docs/benchmarks.md):
+# - fp32: everything in 4 bytes, the loss's log-softmax, its gradient and the head's gradient beside the
+#   fp32 logits.
+# - CPU bf16 autocast: fp32 weights; autocast keeps fp32 inputs beside their bf16 casts, so a saved value
+#   costs 4 bytes, not 2; the logits come out bf16 and are upcast for the loss.
+# - GPU bf16/fp16 weights: the model is loaded in the compute dtype.
+# - 4-bit (QLoRA): NF4 Linear weights, 16-bit embeddings, bf16 compute.
+PATHS = {
+    # fp32 saves twice autocast's bytes per value: batch 8 x 365 tokens peaked at 8.0 GB in fp32, 3.5 under autocast
+    "fp32": PrecisionPath("fp32", weights=4, value=8, logits=CPU_LOGIT_BYTES, overhead=0.5),
+    "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=4, logits=CPU_LOGIT_BYTES, overhead=0.5),
+    "bf16-weights": PrecisionPath("bf16-weights", weights=2, value=2, logits=LOGIT_BYTES),
+    "4-bit": PrecisionPath("4-bit", weights=QLORA_LINEAR_BYTES, value=2, logits=LOGIT_BYTES),
+}
+
+
+def precision_of(spec: JobSpec, device: Device) -> str:
+    """The precision the job computes in on this device: `auto` resolves as training/hardware.plan_for does."""
     precision = spec.hyperparameters.precision
     if precision == "auto":
         precision = "bf16" if device.bf16 or device.kind == "cuda" else "fp32"
-    return 4 if precision == "fp32" else 2
+    return precision
+
+
+def precision_path(spec: JobSpec, device: Device) -> PrecisionPath:
+    """Which of PATHS a job takes: QLoRA's 4-bit base; on a GPU 16-bit weights (or fp32); on a CPU fp32
+    weights, computing in fp32 or under bf16 autocast."""
+    precision = precision_of(spec, device)
+    if spec.method.type == "qlora":
+        path = PATHS["4-bit"]
+        if device.kind == "cpu":  # the CPU computes QLoRA's adapters and activations like the rest of its path
+            cpu = PATHS["fp32" if precision == "fp32" else "bf16-autocast"]
+            return PrecisionPath("4-bit", path.weights, cpu.value, cpu.logits, cpu.overhead)
+        return path
+    if precision == "fp32":
+        return PATHS["fp32"]
+    return PATHS["bf16-weights"] if device.kind == "cuda" else PATHS["bf16-autocast"]
+
+
+def bytes_per_value(spec: JobSpec, device: Device) -> float:
+    """Bytes per saved activation value on the job's precision path."""
+    return precision_path(spec, device).value
 
 
 def estimate_memory(
@@ -78,9 +132,9 @@ def estimate_memory(
     """Peak training memory. `tokens_per_row`: the padded length of a micro-batch's rows (default: the
     context length); `answer_share`: the share of tokens whose logits are scored (the rest are masked)."""
     method, hp = spec.method, spec.hyperparameters
+    path = precision_path(spec, device)
     total = shape.parameters()
-    # Weights stay fp32 on the CPU (bf16 runs through autocast there); the compute dtype on a GPU
-    weight_bytes = 2 if device.kind == "cuda" else 4
+    weight_bytes = path.weights if method.type != "qlora" else (2 if device.kind == "cuda" else 4)
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
     lora = shape.lora_parameters(method.lora_r, method.target_modules)
     if method.type == "full":
@@ -102,7 +156,7 @@ def estimate_memory(
         tokens = hp.batch_size * grpo_estimate.training_row_tokens(spec, prompt_tokens)
         answer_share = spec.method.grpo_max_completion_length / grpo_estimate.training_row_tokens(spec, prompt_tokens)
         generation = grpo_estimate.generation_memory(spec, shape, device, prompt_tokens)
-    value = bytes_per_value(spec, device)
+    value = path.value
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
     per_layer = value * (6 * h + 2 * kv + 4 * i)
     if method.lora_dropout > 0 and method.type != "full":
@@ -112,14 +166,11 @@ def estimate_memory(
     )
     per_token = value * h * shape.layers + 2 * per_layer if checkpointing else shape.layers * per_layer
     activations = tokens * per_token
-    # On the CPU the loss also keeps fp32 logits' gradient (16 B), and loading leaves part of a
-    # second copy of the weights in the process's peak; both measured, see benchmarks/estimate_accuracy.py
-    logit_bytes = LOGIT_BYTES if device.kind == "cuda" else 16
-    logits = tokens * answer_share * shape.vocab * logit_bytes
+    logits = tokens * answer_share * shape.vocab * path.logits
     if device.kind == "cuda":
         overhead = 1.0 * GB + (0.5 * GB if method.type == "qlora" else 0)
     else:
-        overhead = 0.5 * total * weight_bytes
+        overhead = path.overhead * total * weight_bytes  # loading leaves part of a second copy in the peak
     return MemoryEstimate(weights, state, activations, logits, overhead, generation)
 
 

@@ -221,7 +221,7 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
         from training.rewards import reward_check_problems
 
         report.problems += reward_check_problems(spec, [ex for _, _, ex in examples])
-    tokenizer = load_tokenizer(spec, token)
+    tokenizer = load_tokenizer(spec, token, for_check=True)
     train_on = spec.data.train_on
     report.preview = _previews(tokenizer, [ex for _, _, ex in examples[:preview_rows]], train_on)
     measured = examples

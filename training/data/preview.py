@@ -54,12 +54,13 @@ class DataSummary:
         return text
 
 
-def load_tokenizer(spec: JobSpec, token: str | None = None):
-    from transformers import AutoTokenizer
+def load_tokenizer(spec: JobSpec, token: str | None = None, for_check: bool = False):
+    """`for_check`: only what a data check calls, without transformers where it can (training/data/tokenizer.py)."""
+    from training.data.tokenizer import load_for_check, load_full
 
     reference = resolve_model(spec.model.name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(reference, revision=spec.model.revision, token=token or False)
+        return (load_for_check if for_check else load_full)(reference, revision=spec.model.revision, token=token)
     except OSError as error:
         raise UserError(
             f"model.name_or_path: could not load the tokenizer of {spec.model.name_or_path} "
