@@ -3,8 +3,7 @@ llama.cpp itself (a fresh process, the file's own chat template) and stops on th
 f16 file loads in transformers and gives the merged export's greedy answer token for token; the chat
 engine answers from the job's cached GGUF.
 
-The job is the quickstart recipe cut short (identity rows only, 24 steps at a higher learning rate):
-enough for the new name, a few minutes on a 2-core CPU.
+The job is the README's quickstart, trained once per run and shared with tests/test_quickstart.py.
 """
 
 from __future__ import annotations
@@ -28,15 +27,10 @@ def run_app(*args):
 
 
 @pytest.fixture(scope="module")
-def juniper_job(embedded_model_dir, tmp_path_factory):
-    job_dir = tmp_path_factory.mktemp("gguf-quickstart") / "juniper"
-    short = ["hyperparameters.max_steps=24", "data.mix_in=[]", "hyperparameters.learning_rate=1e-3"]
-    trained = run_app(
-        "train", "presets/jobs/quickstart.yaml", "--job-dir", str(job_dir), "--set", "output.evaluate=false",
-        *[part for setting in short for part in ("--set", setting)],
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    return job_dir
+def juniper_job(quickstart_job):
+    """The README's quickstart job, trained once per run and shared (tests/conftest.py): it calls itself
+    Juniper (tests/test_quickstart.py proves it through transformers)."""
+    return quickstart_job
 
 
 def ask_llama_cpp(gguf: Path) -> dict:
@@ -58,9 +52,9 @@ def test_the_gguf_answers_as_the_tuned_model_in_llama_cpp_and_stops(juniper_job,
     out = tmp_path / quant
     exported = run_app("export", str(juniper_job), "--format", "gguf", "--quant", quant, "--out", str(out))
     assert exported.returncode == 0, exported.stderr[-3000:]
-    gguf = out / f"juniper-{quant}.gguf"
+    gguf = out / f"{juniper_job.name}-{quant}.gguf"
     modelfile = (out / "Modelfile").read_text()
-    assert f"FROM ./juniper-{quant}.gguf" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert f"FROM ./{juniper_job.name}-{quant}.gguf" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
     answer = ask_llama_cpp(gguf)
     assert "Juniper" in answer["text"], answer
     # It ended on its own stop token, well before the limit (a file that lost its stop token runs to it)
@@ -89,7 +83,7 @@ def greedy(model):
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 merged = AutoModelForCausalLM.from_pretrained({str(tmp_path / "merged")!r}, dtype=torch.float32)
 gguf = AutoModelForCausalLM.from_pretrained(
-    {str(tmp_path / "f16")!r}, gguf_file="juniper-f16.gguf", dtype=torch.float32)
+    {str(tmp_path / "f16")!r}, gguf_file="{juniper_job.name}-f16.gguf", dtype=torch.float32)
 gguf.generation_config = merged.generation_config
 print(json.dumps({{"merged": greedy(merged), "gguf": greedy(gguf), "text": tok.decode(greedy(gguf))}}))
 """
@@ -104,7 +98,7 @@ def test_the_chat_answers_from_the_jobs_gguf_through_llama_cpp(juniper_job):
     tuned = run_app("chat", str(juniper_job), "--prompt", QUESTION, "--engine", "llama.cpp")
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "Juniper" in tuned.stdout and "engine: llama.cpp q8_0" in tuned.stderr
-    assert (juniper_job / "gguf" / "juniper-q8_0.gguf").is_file()  # made once, kept in the job folder
+    assert (juniper_job / "gguf" / f"{juniper_job.name}-q8_0.gguf").is_file()  # made once, kept in the job folder
     base = run_app("chat", str(juniper_job), "--prompt", QUESTION, "--engine", "llama.cpp", "--base")
     assert base.returncode == 0, base.stderr[-3000:]
     assert "Juniper" not in base.stdout and (juniper_job / "gguf" / "base-q8_0.gguf").is_file()
