@@ -25,13 +25,22 @@ os.environ.setdefault("LATHE_CHAT_ENGINE", "transformers")
 LONGEST_FIRST = [
     "test_kill_resume.py",
     "test_quickstart.py",
+    "test_grpo.py",
     "test_wizard_e2e.py",
+    "test_experiments.py",
+    "test_gguf.py",
     "test_browser.py",
+    "test_kto.py",
     "test_token_hygiene.py",
+    "test_cli_signals.py",
+    "test_trackers.py",
+    "test_api_load.py",
     "test_preferences.py",
     "test_methods.py",
     "test_cli.py",
+    "test_turns.py",
     "test_multiprocess.py",
+    "test_gpu_check.py",
 ]
 
 

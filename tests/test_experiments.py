@@ -180,11 +180,11 @@ def test_the_runs_tab_overlays_curves_marks_the_best_and_starts_a_new_run_from_o
     from training.jobs import JobManager
     from training.spec import load_spec
     from training.sweep import sweeps
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     jobs, _, _ = cli_sweep
     manager = JobManager(jobs)
-    demo = launch(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False)
     try:
         client = Client(demo.local_url, verbose=False)
         listed, sweep_choices = client.predict([], api_name="/list_runs")
@@ -268,10 +268,10 @@ def test_the_wizard_builds_a_sweep_multiplies_the_time_and_asks_before_more_than
     from helpers import form_values
 
     from training.jobs import JobManager
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     manager = JobManager(tmp_path / "jobs")
-    demo = launch(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False)
     try:
         client = Client(demo.local_url, verbose=False)
         base = {"Model": str(tiny_model_dir), "Stop after": "Max steps", "Max steps": 2, "Precision": "fp32"}
@@ -300,11 +300,11 @@ def test_a_webhook_typed_in_the_wizard_gets_the_notice_and_stays_out_of_the_spec
     from helpers import form_values
 
     from training.jobs import JobManager
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     hook = Webhook()
     manager = JobManager(tmp_path / "jobs")
-    demo = launch(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False)
     try:
         client = Client(demo.local_url, verbose=False)
         client.predict(hook.url, api_name="/set_webhook")  # kept in the server's session state
@@ -363,7 +363,7 @@ def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_bes
     import shutil
 
     from training.jobs import JobManager
-    from wizard.app import launch
+    from wizard.app import serve_wizard
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
@@ -372,7 +372,7 @@ def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_bes
     jobs, _, _ = cli_sweep
     members = sorted(p for p in jobs.iterdir() if (p / "sweep.json").is_file())
     best = min(members, key=lambda m: min(losses(m, "eval")))
-    demo = launch(JobManager(jobs), port=None, block=False)
+    demo = serve_wizard(JobManager(jobs), port=None, block=False)
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])

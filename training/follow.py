@@ -12,7 +12,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-from training.worker import read_status
+from training.jobdir import read_status
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 

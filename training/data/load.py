@@ -74,18 +74,22 @@ class Loaded:
         return [p for p in self.problems if p.severity == "error"]
 
 
+def read_source(data: DataSection, source: str, token: str | None):
+    """The raw rows of one source (a file, a demo, hub:org/name or split:NAME), as read, not yet mapped."""
+    if source.startswith((HUB_PREFIX, "split:")):
+        from training.data.hub_source import read_hub_rows
+
+        split = source.removeprefix("split:") if source.startswith("split:") else None
+        return read_hub_rows(data, data.source if split else source, token, split, data.max_rows)
+    return read_rows(source_path(source), data.max_rows)
+
+
 def load_source(data: DataSection, source: str, main: bool = True, token: str | None = None) -> Loaded:
     """Read, detect and map one source; never raises for bad content (a missing file still raises).
 
     `source` is a demo, a file, hub:org/name, or split:NAME (another split of the main Hub dataset).
     """
-    if source.startswith((HUB_PREFIX, "split:")):
-        from training.data.hub_source import read_hub_rows
-
-        split = source.removeprefix("split:") if source.startswith("split:") else None
-        read = read_hub_rows(data, data.source if split else source, token, split, data.max_rows)
-    else:
-        read = read_rows(source_path(source), data.max_rows)
+    read = read_source(data, source, token)
     rows = read.rows
     entry = llamafactory.resolve(source) if llamafactory.is_dataset_info(source) else None
     if entry:  # LLaMA-Factory's sharegpt tags: its role and content keys become ours

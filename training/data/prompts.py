@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from training.data.formats import Detected, Format, RowProblem, _messages
-from training.data.read import Problem, is_missing, read_rows
-from training.spec import DEMO_PREFIX, HUB_PREFIX, DataSection
+from training.data.read import Problem, is_missing
+from training.spec import DEMO_PREFIX, DataSection
 
 CONVERSATION_COLUMNS = ("messages", "conversations", "conversation")
 PROMPT_COLUMNS = ("prompt", "question", "instruction", "query", "problem")
@@ -27,15 +27,9 @@ def is_prompt_row(row: dict) -> bool:
 
 def read_source_rows(data: DataSection, source: str, token: str | None):
     """The raw rows of one source, as load_source reads them (demo placeholders filled)."""
-    from training.data.load import _fill_placeholders, source_path
+    from training.data.load import _fill_placeholders, read_source
 
-    if source.startswith((HUB_PREFIX, "split:")):
-        from training.data.hub_source import read_hub_rows
-
-        split = source.removeprefix("split:") if source.startswith("split:") else None
-        read = read_hub_rows(data, data.source if split else source, token, split, data.max_rows)
-    else:
-        read = read_rows(source_path(source), data.max_rows)
+    read = read_source(data, source, token)
     rows = read.rows
     if source.startswith(DEMO_PREFIX):
         rows = [(where, _fill_placeholders(row, data.assistant_name, data.assistant_maker)) for where, row in rows]
