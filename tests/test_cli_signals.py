@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from training.checkpoints import latest_complete_checkpoint, step_of
-from training.jobs import worker_alive
 from training.jobdir import read_status
+from training.jobs import worker_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "hyperparameters.max_steps=5000"  # far more than the test waits for: only a stop ends it early
