@@ -15,6 +15,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATHE_CACHE_DIR", str(ROOT / ".cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the two cores: torch's default of one thread per core in each (and in every
+    # worker they start, which inherits this) oversubscribes them, and OpenMP threads spinning against each
+    # other made a training step ~15x slower here. One thread per process keeps both cores busy without it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Chat tests measure transformers' path unless they ask for llama.cpp (tests/test_gguf.py does): once llama.cpp is
 # installed, "auto" would make each job's GGUF on first chat, minutes across the suite
 os.environ.setdefault("LATHE_CHAT_ENGINE", "transformers")
