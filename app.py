@@ -381,11 +381,10 @@ def detach(manager, job_id: str) -> int:
 
 def command_follow(args) -> int:
     from training.follow import how_to_reach
+    from training.jobdir import require_job_dir
     from training.jobs import JobManager
 
-    job_dir = Path(args.job_dir).resolve()
-    if not (job_dir / "spec.yaml").is_file():
-        raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
+    job_dir = require_job_dir(args.job_dir).resolve()
     manager = JobManager(job_dir.parent)  # re-attaches to its worker if it still runs
     try:
         return report(follow(manager, job_dir.name))
@@ -395,11 +394,10 @@ def command_follow(args) -> int:
 
 
 def command_stop(args) -> int:
+    from training.jobdir import require_job_dir
     from training.jobs import JobManager
 
-    job_dir = Path(args.job_dir).resolve()
-    if not (job_dir / "spec.yaml").is_file():
-        raise UserError(f"{args.job_dir} is not a job folder (it has no spec.yaml).")
+    job_dir = require_job_dir(args.job_dir).resolve()
     manager = JobManager(job_dir.parent)
     snapshot = manager.snapshot(job_dir.name)
     if snapshot.state not in ("queued", "running"):

@@ -136,10 +136,10 @@ def reproduce_text(spec: JobSpec, trl_args: list[str]) -> str:
     if spec.method.objective in NO_TRL_COMMAND:
         return (
             f"# Reproduce {spec.name}\n\n"
-            "With Lathe (the same spec; data.json holds the sources' hashes, to check the data is unchanged):\n\n"
-            "```bash\npython app.py train spec.yaml\n```\n\n"
+            f"With Lathe (the same spec; {jobdir.DATA_SUMMARY} holds the sources' hashes, to check the data is "
+            f"unchanged):\n\n```bash\npython app.py train {jobdir.SPEC}\n```\n\n"
             f"There is no TRL command line for this job: {NO_TRL_COMMAND[spec.method.objective]}. The rows it "
-            "trained on are in prepared-data/, and the trainer settings Lathe passed are:\n\n"
+            f"trained on are in {jobdir.PREPARED_DATA}/, and the trainer settings Lathe passed are:\n\n"
             f"```\n{shlex.join(trl_args)}\n```\n"
         )
     command = TRL_COMMAND[spec.method.objective]

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from training import jobdir
 from training.chat import GenerationSettings, Message, ReplyStats
 from training.errors import UserError
-from training.spec import load_spec
 
 DEFAULT_QUANT = "q8_0"  # answers as the trained model does (tests/test_gguf.py); q4_k_m drifts a little
 
@@ -77,7 +77,7 @@ class LlamaCppChatSession:
         from llama_cpp import Llama
 
         self.job_dir = Path(job_dir)
-        spec = load_spec(self.job_dir / "spec.yaml")
+        spec = jobdir.load_job_spec(self.job_dir)
         if spec.method.objective == "reward":
             raise UserError(
                 f"{self.job_dir.name} is a reward model: it scores answers rather than writing them, so it cannot chat."

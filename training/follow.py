@@ -12,6 +12,7 @@ import contextlib
 import signal
 from pathlib import Path
 
+from training import jobdir
 from training.jobdir import read_status
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -61,7 +62,7 @@ def how_to_reach(job_dir: str | Path) -> list[str]:
     """The commands that follow, stop and resume a job running in the background."""
     job_dir = Path(job_dir)
     return [
-        f"  follow it:  python app.py follow {job_dir}   (or: tail -f {job_dir / 'worker.log'})",
+        f"  follow it:  python app.py follow {job_dir}   (or: tail -f {job_dir / jobdir.WORKER_LOG})",
         f"  stop it:    python app.py stop {job_dir}     (it saves a checkpoint at the next step)",
         f"  resume it:  python app.py train --resume {job_dir}",
     ]

@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from training import jobdir
 from training.errors import UserError
 from training.export import ANSWER_MARK, _fresh_folder, _write_companions, end_of_turn_ids, export_merged, load_job_spec
 from training.llama_cpp_tools import converter_env, converter_script, quantize, remove, supported_architectures
@@ -232,7 +233,7 @@ def default_system_prompt(tokenizer) -> str | None:
 def trained_system_prompt(job_dir: Path, tokenizer) -> str | None:
     """The system message the job's rows carried (the most common one, when most rows had one), else the
     template's default: what the model saw while it learned."""
-    rows = job_dir / "prepared-data" / "train.jsonl"
+    rows = job_dir / jobdir.PREPARED_DATA / "train.jsonl"
     found: Counter[str] = Counter()
     total = 0
     if rows.is_file():

@@ -12,6 +12,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from training import jobdir
 from training.events import Samples
 from training.rewards import RewardLog, build_rewards
 from training.spec import JobSpec
@@ -141,7 +142,7 @@ def evaluate_rewards(
         }
         for row, base, tuned in zip(rows[:samples], answers["base"], answers["tuned"], strict=False)
     ]
-    (job_dir / "eval.json").write_text(json.dumps(report.to_dict(), indent=1))
+    (job_dir / jobdir.EVALUATION).write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
 

@@ -271,14 +271,14 @@ def reward_problems(rewards: Sequence[RewardChoice], columns: set[str] | None) -
 
 
 def reward_job_problem(job_dir: Path) -> str | None:
-    from training.spec import load_spec
+    from training import jobdir
 
-    if not (job_dir / "spec.yaml").is_file():
-        return f"{job_dir} is not a Lathe job folder (it has no spec.yaml). Give the folder of a finished reward job."
+    if not jobdir.is_job_dir(job_dir):
+        return f"{job_dir} is not a Lathe job folder. Give the folder of a finished reward job."
     try:
-        objective = load_spec(job_dir / "spec.yaml").method.objective
+        objective = jobdir.load_job_spec(job_dir).method.objective
     except UserError:
-        return f"{job_dir}/spec.yaml could not be read. Give the folder of a finished reward job."
+        return f"{job_dir}: its spec could not be read. Give the folder of a finished reward job."
     if objective != "reward":
         return f"{job_dir.name} is a {objective} job, not a reward model. Give a job trained with objective reward."
     if not ((job_dir / "adapter").is_dir() or (job_dir / "model").is_dir()):

@@ -72,7 +72,7 @@ def read_rows(path: Path, max_rows: int | None = None) -> Rows:
                 "file.type",
                 "file",
                 f"{path.name}: a compressed {suffix or 'file'} is not read.",
-                "Compress a .jsonl, .json, .csv, .tsv or .txt file (for example data.jsonl.gz).",
+                "Compress a .jsonl, .json, .csv, .tsv or .txt file (for example rows.jsonl.gz).",
             )
             return result
         try:
