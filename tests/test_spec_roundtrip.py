@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, tiny_model_dir):
     from training.jobs import JobManager
     from wizard.app import serve_wizard
 
     manager = JobManager(tmp_path / "jobs")
-    demo = serve_wizard(manager, port=None, block=False)
+    # the web UI reads a local model only from an operator's data folder (training/web_paths.py)
+    demo = serve_wizard(manager, port=None, block=False, data_dirs=(str(tiny_model_dir.parent),))
     try:
         yield demo.local_url, manager
     finally:

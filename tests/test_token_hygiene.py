@@ -82,7 +82,10 @@ def hosted(tmp_path_factory, tiny_model_dir):
         port, log = free_port(), root / "app.log"
         with open(log, "wb") as output:
             app = subprocess.Popen(
-                [sys.executable, "app.py", "--jobs-dir", str(root / "jobs"), "--port", str(port)],
+                [
+                    *(sys.executable, "app.py", "--jobs-dir", str(root / "jobs"), "--port", str(port)),
+                    *("--data-dir", str(tiny_model_dir.parent)),  # the web UI reads local models only from here
+                ],
                 cwd=ROOT,
                 env=env,
                 stdout=output,
