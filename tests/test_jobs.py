@@ -171,6 +171,10 @@ def test_a_worker_that_died_while_the_app_was_down_is_interrupted_and_resumable(
     assert wait_for(lambda: any((job_dir / "checkpoints").glob("checkpoint-*/COMPLETE")), timeout=60)
     os.kill(pid, signal.SIGKILL)
     assert wait_for(lambda: workers_for(job_dir) == 0, timeout=10)
+    # A killed process loses its command line before it is gone: wait until it is really dead (or a zombie),
+    # as it is when an app starts later; otherwise the new app may still see it exiting and re-attach
+    started = read_status(job_dir)["process_started"]
+    assert wait_for(lambda: not worker_alive(pid, started), timeout=30)
     manager = JobManager(tmp_path / "jobs")
     snapshot = manager.snapshot(job_dir.name)
     assert snapshot.state == "interrupted" and "Resume it" in snapshot.message
