@@ -60,7 +60,7 @@ def launch(wizard):
 
     form, manager, values, started = wizard
     before = len(started)
-    message, _ = start_job(manager, form, "", True, False, values)
+    message, _ = start_job(manager, form, "", "", True, False, values)
     assert message.startswith("Launched") and len(started) == before + 1, message
     return started[-1]
 

@@ -371,7 +371,7 @@ def test_an_upload_of_another_type_is_refused_naming_the_allowed_ones_and_delete
         _file, kept_path, _kind, note = run_upload_event(
             served, {"path": stored, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
         )
-        assert kept_path == "" and ".jsonl, .json, .csv, .tsv, .parquet or .txt" in note, note
+        assert kept_path == "" and ".jsonl, .json, .csv, .tsv, .parquet, .txt or .gz" in note, note
         assert not Path(stored).exists() and not Path(stored).parent.exists()
     # A data file is kept in the uploads folder under a name made from its content
     stored = httpx.post(

@@ -136,6 +136,8 @@ class SpecForm:
             fields["sweep"] = sweep_section(fields)
         for path in self.zero_means_unset & fields.keys():
             fields[path] = None if fields[path] == 0 else fields[path]
+        if _clean(fields.get("data.validation_source")):  # separate validation data replaces the split, as in
+            fields["data.validation_split"] = 0.0  # a spec file (the slider always sends a share)
         return {path: _clean(value) for path, value in fields.items()}
 
     def values_for(self, spec: JobSpec) -> list[Any]:

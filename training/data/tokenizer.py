@@ -75,12 +75,23 @@ class CheckTokenizer:
         return {"input_ids": self.backend.encode(text, add_special_tokens=True).ids}
 
     def apply_chat_template(
-        self, conversation: list[dict], tokenize: bool = True, add_generation_prompt: bool = False, return_dict=False
+        self,
+        conversation: list[dict],
+        tokenize: bool = True,
+        add_generation_prompt: bool = False,
+        return_dict=False,
+        tools=None,
+        **options,
     ):
         plain = all(set(m) <= {"role", "content"} and isinstance(m.get("content"), str) for m in conversation)
-        if not plain or self.chat_template is None:
+        if not plain or tools or options or self.chat_template is None:  # tool calls, masks…: transformers' own
             return self.full().apply_chat_template(
-                conversation, tokenize=tokenize, add_generation_prompt=add_generation_prompt, return_dict=return_dict
+                conversation,
+                tokenize=tokenize,
+                add_generation_prompt=add_generation_prompt,
+                return_dict=return_dict,
+                tools=tools,
+                **options,
             )
         text = self._template().render(
             messages=[dict(m) for m in conversation],
