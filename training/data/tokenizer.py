@@ -66,6 +66,12 @@ class CheckTokenizer:
             return None  # named templates and assistant-mask templates: the full tokenizer knows them
         return cls(folder, config, template)
 
+    def __getattr__(self, name: str):
+        """Anything else the masking and preview code asks (eos_token_id, …): transformers' own tokenizer."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.full(), name)
+
     def full(self):
         if self._full is None:
             self._full = load_full(str(self.folder))
