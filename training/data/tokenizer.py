@@ -77,8 +77,12 @@ class CheckTokenizer:
             self._full = load_full(str(self.folder))
         return self._full
 
-    def __call__(self, text: str) -> dict[str, list[int]]:
-        return {"input_ids": self.backend.encode(text, add_special_tokens=True).ids}
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False) -> dict:
+        encoding = self.backend.encode(text, add_special_tokens=add_special_tokens)
+        encoded = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask}
+        if return_offsets_mapping:  # character spans of each token, as a fast tokenizer gives them
+            encoded["offset_mapping"] = list(encoding.offsets)
+        return encoded
 
     def apply_chat_template(
         self,
