@@ -65,7 +65,7 @@ def test_a_stop_file_that_cannot_be_written_is_reported_in_plain_words(tmp_path,
     job_dir.mkdir()
     monkeypatch.setattr(Path, "touch", disk_full)
     with pytest.raises(UserError, match="free space on the disk that holds"):
-        jobs.request_stop(job_dir, "from a test")
+        jobs.stop_job_folder(job_dir, "from a test")
 
 
 def test_text_from_errors_and_data_is_shown_as_text_not_live_html():
