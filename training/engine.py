@@ -204,9 +204,10 @@ def build_trainer(
         patches.score_only_labelled_positions()
         # Our one masking function tokenizes and labels the rows (every assistant turn, windows of long
         # documents, rows cut to the context); TRL keeps a dataset with `labels` as it is
-        train_data, eval_data, counts = prepare_sft(
-            tokenizer, train_data, eval_data, spec.data.train_on, spec.hyperparameters.context_length
-        )
+        if "input_ids" not in train_data.column_names:  # rows tokenized already (the GPU check's) go as they are
+            train_data, eval_data, counts = prepare_sft(
+                tokenizer, train_data, eval_data, spec.data.train_on, spec.hyperparameters.context_length
+            )
     patches.unpack_4bit_inference_layout(model)
     checkpointing = wants_gradient_checkpointing(spec, plan, model.num_parameters())
     sharding = None
