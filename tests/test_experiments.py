@@ -174,7 +174,7 @@ def test_each_job_and_the_sweep_send_one_notice_and_the_url_stays_secret(cli_swe
     assert CANARY not in done.stdout + done.stderr
 
 
-def test_the_runs_tab_overlays_curves_marks_the_best_and_starts_a_new_run_from_one(cli_sweep):
+def test_the_runs_tab_overlays_curves_marks_the_best_and_starts_a_new_run_from_one(cli_sweep, tiny_model_dir):
     from gradio_client import Client
 
     from training.jobs import JobManager
@@ -184,7 +184,7 @@ def test_the_runs_tab_overlays_curves_marks_the_best_and_starts_a_new_run_from_o
 
     jobs, _, _ = cli_sweep
     manager = JobManager(jobs)
-    demo = serve_wizard(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False, data_dirs=(str(tiny_model_dir.parent),))
     try:
         client = Client(demo.local_url, verbose=False)
         listed, sweep_choices = client.predict([], api_name="/list_runs")
@@ -271,7 +271,7 @@ def test_the_wizard_builds_a_sweep_multiplies_the_time_and_asks_before_more_than
     from wizard.app import serve_wizard
 
     manager = JobManager(tmp_path / "jobs")
-    demo = serve_wizard(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False, data_dirs=(str(tiny_model_dir.parent),))
     try:
         client = Client(demo.local_url, verbose=False)
         base = {"Model": str(tiny_model_dir), "Stop after": "Max steps", "Max steps": 2, "Precision": "fp32"}
@@ -304,7 +304,7 @@ def test_a_webhook_typed_in_the_wizard_gets_the_notice_and_stays_out_of_the_spec
 
     hook = Webhook()
     manager = JobManager(tmp_path / "jobs")
-    demo = serve_wizard(manager, port=None, block=False)
+    demo = serve_wizard(manager, port=None, block=False, data_dirs=(str(tiny_model_dir.parent),))
     try:
         client = Client(demo.local_url, verbose=False)
         client.predict(hook.url, api_name="/set_webhook")  # kept in the server's session state

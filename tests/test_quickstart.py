@@ -36,7 +36,12 @@ def test_quickstart_teaches_the_model_its_new_name(quickstart_job):
 
     report = json.loads((job_dir / "eval.json").read_text())  # written when training ended
     assert report["tuned"]["loss"] < report["base"]["loss"] * 0.5
-    assert len(report["samples"]) == 3 and any("Juniper" in sample["tuned"] for sample in report["samples"])
+    # The held-out samples are identity questions: the tuned answers carry the new facts, the base's do not
+    def knows_its_identity(answer: str) -> bool:
+        return "Juniper" in answer or "Lathe Labs" in answer
+
+    assert len(report["samples"]) == 3 and any(knows_its_identity(s["tuned"]) for s in report["samples"])
+    assert not any(knows_its_identity(s["base"]) for s in report["samples"])
 
 
 def test_the_classification_demo_beats_the_base_models_accuracy(embedded_model_dir, tmp_path):

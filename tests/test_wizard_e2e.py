@@ -26,8 +26,10 @@ CANARY = "hf_" + "canaryTOKENdoNotLeak0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, embedded_model_dir):
-    jobs_dir = tmp_path_factory.mktemp("wizard") / "jobs"
-    demo = serve_wizard(JobManager(jobs_dir), port=None, block=False)
+    root = tmp_path_factory.mktemp("wizard")
+    jobs_dir, data_dir = root / "jobs", root / "data"
+    data_dir.mkdir()
+    demo = serve_wizard(JobManager(jobs_dir), port=None, block=False, data_dirs=(str(data_dir),))
     yield demo, jobs_dir
     demo.close()
 
@@ -105,14 +107,17 @@ def test_next_refuses_an_invalid_step_and_names_the_field(app):
 
 
 def test_next_checks_the_disk_and_the_hardware_for_its_step(app):
-    demo, _ = app
+    demo, jobs_dir = app
     client = Client(demo.local_url, verbose=False)
 
     def problems(endpoint, **by_label):
         result = client.predict(*form_values(client, endpoint, **by_label), api_name=endpoint)
         return next(item for item in result if isinstance(item, str))
 
-    assert "/no/such/model is not a folder here" in problems("/next_1", Model="/no/such/model")
+    outside = problems("/next_1", Model="/no/such/model")  # the web UI reads only the operator's folders
+    assert "data folders" in outside and "Model" in outside
+    missing = str(jobs_dir.parent / "data" / "no-such-model")
+    assert f"{missing} is not a folder here" in problems("/next_1", Model=missing)
     import torch
 
     if not torch.cuda.is_available():  # fp16 is fine on a GPU

@@ -35,11 +35,11 @@ from training.data.masking import prepare_sft
 from training.distributed import rank, world_size
 from training.errors import UserError
 from training.events import Eval, Event, Finished, Log, Progress, Status
-from training.grpo import progress_fields as grpo_progress_fields
 from training.hardware import Plan, plan_for, wants_gradient_checkpointing
 from training.model_card import model_card
 from training.models import merge_adapters, starting_point
 from training.preference import PREFERENCE_CONFIG_FOR, PREFERENCE_TRAINER_FOR
+from training.rewards import progress_fields as grpo_progress_fields
 from training.sharding import fsdp_arguments, layer_classes
 from training.spec import JobSpec, target_module_names
 from training.trackers import PROJECT as TRACKER_PROJECT

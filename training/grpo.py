@@ -77,26 +77,6 @@ class SampleCallback(TrainerCallback):
                 self.emit(Samples(step=state.global_step, samples=samples))
 
 
-def progress_fields(logs: dict) -> dict:
-    """The GRPO numbers of one TRL log record, as Progress fields (None where the record has none)."""
-    by_function = {
-        key.removeprefix("rewards/").removesuffix("/mean"): float(value)
-        for key, value in logs.items()
-        if key.startswith("rewards/") and key.endswith("/mean")
-    }
-    return {
-        "reward_mean": _maybe(logs.get("reward")),
-        "reward_std": _maybe(logs.get("reward_std")),
-        "kl": _maybe(logs.get("kl")),
-        "completion_length": _maybe(logs.get("completions/mean_length")),
-        "rewards_by_function": by_function or None,
-    }
-
-
-def _maybe(value):
-    return None if value is None else float(value)
-
-
 def evaluate_rewards(
     session,
     spec: JobSpec,

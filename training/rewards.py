@@ -296,3 +296,26 @@ def reward_check_problems(spec, examples: Sequence[dict]) -> list:
         Problem("reward.choice", field, message.removeprefix(f"{field}: "), "", "error")
         for field, message in reward_problems(spec.method.rewards, data_columns(examples))
     ]
+
+
+def progress_fields(logs: dict) -> dict:
+    """The GRPO numbers of one TRL log record, as Progress fields (None where the record has none).
+
+    Here, not in training/grpo.py: importing TRL's GRPO trainer imports Trackio, which fixes its folder
+    at import, so the engine must not import it before the job's trackers are prepared."""
+    by_function = {
+        key.removeprefix("rewards/").removesuffix("/mean"): float(value)
+        for key, value in logs.items()
+        if key.startswith("rewards/") and key.endswith("/mean")
+    }
+    return {
+        "reward_mean": _maybe(logs.get("reward")),
+        "reward_std": _maybe(logs.get("reward_std")),
+        "kl": _maybe(logs.get("kl")),
+        "completion_length": _maybe(logs.get("completions/mean_length")),
+        "rewards_by_function": by_function or None,
+    }
+
+
+def _maybe(value):
+    return None if value is None else float(value)
