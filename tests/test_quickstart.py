@@ -36,6 +36,7 @@ def test_quickstart_teaches_the_model_its_new_name(quickstart_job):
 
     report = json.loads((job_dir / "eval.json").read_text())  # written when training ended
     assert report["tuned"]["loss"] < report["base"]["loss"] * 0.5
+
     # The held-out samples are identity questions: the tuned answers carry the new facts, the base's do not
     def knows_its_identity(answer: str) -> bool:
         return "Juniper" in answer or "Lathe Labs" in answer
