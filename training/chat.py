@@ -115,7 +115,24 @@ class _TokenStreamer:
         self.queue.put(None)
 
 
-class ChatSession:
+class ChatEngine:
+    """What the chat tab, the CLI and the API server ask of an engine (this one, or llama.cpp's in
+    training/chat_llamacpp.py): `stream()` yields a reply's pieces; `reply()` is the whole of it."""
+
+    def stream(
+        self,
+        messages: list[Message],
+        tuned: bool = True,
+        settings: GenerationSettings | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        raise NotImplementedError
+
+    def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
+        return "".join(self.stream(messages, tuned=tuned, settings=settings))
+
+
+class ChatSession(ChatEngine):
     def __init__(
         self,
         job_dir: str | Path,
@@ -216,9 +233,6 @@ class ChatSession:
         eos = model.generation_config.eos_token_id
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         return set(eos) | ({self.tokenizer.eos_token_id} - {None})
-
-    def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
-        return "".join(self.stream(messages, tuned=tuned, settings=settings))
 
     def stream(
         self,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from training import jobdir
-from training.chat import GenerationSettings, Message, ReplyStats
+from training.chat import ChatEngine, GenerationSettings, Message, ReplyStats
 from training.errors import UserError
 
 DEFAULT_QUANT = "q8_0"  # answers as the trained model does (tests/test_gguf.py); q4_k_m drifts a little
@@ -60,7 +60,7 @@ def cached_gguf(job_dir: Path, base: bool, quant: str = DEFAULT_QUANT, token: st
     return path
 
 
-class LlamaCppChatSession:
+class LlamaCppChatSession(ChatEngine):
     engine = "llama.cpp"
 
     def __init__(
@@ -135,9 +135,6 @@ class LlamaCppChatSession:
     def context_window(self) -> int | None:
         llm = self.model if self.model is not None else self.base_model
         return llm.n_ctx()
-
-    def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
-        return "".join(self.stream(messages, tuned=tuned, settings=settings))
 
     def stream(
         self,

@@ -37,22 +37,12 @@ def preview_html(examples) -> str:
 def report_html(report) -> str:
     """The check report: what was found, every problem with its rule and place, token lengths, and the preview."""
     parts = []
-    for loaded, (source, facts, labels) in zip(report.sources, report.source_facts(), strict=True):
-        parts.append(f"<p><b>{html.escape(source)}</b>: {html.escape(facts)}</p>")
-        if loaded.reading:
-            parts.append(f"<p>Read as {html.escape(loaded.reading)}.</p>")
-        if labels:
-            parts.append(f"<p>Labels: {html.escape(labels)}</p>")
-    stats = report.length_stats()
-    if stats:
-        parts.append(
-            f"<p>Tokens per row: min {stats['min']}, median {stats['median']}, p95 {stats['p95']}, max {stats['max']}"
-            f" (context length {report.context_length})</p>"
-        )
-    if report.trained:
-        parts.append(f"<p>{html.escape(report.describe_trained()[0].upper() + report.describe_trained()[1:])}.</p>")
-    if report.validation:
-        parts.append(f"<p>Validation: {html.escape(report.validation)}.</p>")
+    for kind, sentence in report.findings():
+        if kind == "source":
+            source, _, facts = sentence.partition(": ")
+            parts.append(f"<p><b>{html.escape(source)}</b>: {html.escape(facts)}</p>")
+        else:
+            parts.append(f"<p>{html.escape(sentence[0].upper() + sentence[1:])}{'' if kind == 'lengths' else '.'}</p>")
     problems = report.all_problems
     if problems:
         rows = "".join(

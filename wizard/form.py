@@ -24,6 +24,7 @@ from training.spec import (
     parse_spec,
 )
 from training.web_paths import WebRoots, web_path_problems
+from wizard import rewards_form
 
 # Inputs that are not spec fields themselves but decide one (see SpecForm.overrides).
 STOP_RULE, SOURCE_KIND, DEMO_NAME, UPLOADED_PATH, MIX_GENERAL, FIELD_MAP, HUB_DATASET = (
@@ -134,6 +135,9 @@ class SpecForm:
             fields["data.field_map"] = parse_field_map(fields.pop(FIELD_MAP) or "")
         if SWEEP_STRATEGY in fields:
             fields["sweep"] = sweep_section(fields)
+        if rewards_form.WEIGHT["match"] in fields:
+            objective = fields.get("method.objective", self.base.method.objective)
+            fields["method.rewards"] = rewards_form.rewards_from(fields, objective)
         for path in self.zero_means_unset & fields.keys():
             fields[path] = None if fields[path] == 0 else fields[path]
         if _clean(fields.get("data.validation_source")):  # separate validation data replaces the split, as in
@@ -162,17 +166,26 @@ class SpecForm:
                 key: list(spec.sweep.parameters.get(path, [])) if spec.sweep else []
                 for key, path in SWEPT_FIELDS.items()
             },
+            **dict(zip(rewards_form.KEYS, rewards_form.reward_values(spec), strict=True)),
         }
         return [indirect[key] if key in indirect else value_at(spec, key) for key in self.components]
 
+    def left_out_note(self, spec: JobSpec) -> str:
+        """What of `spec` the form's inputs cannot show, said when a spec is loaded into them."""
+        left_out = [f"data.mix_in {source}" for source in spec.data.mix_in if source != GENERAL_DEMO]
+        left_out += rewards_form.left_out(spec)
+        return f" {', '.join(left_out)} cannot be shown in the wizard and was left out." if left_out else ""
+
     def build(self, values: Sequence[Any]) -> tuple[JobSpec | None, list[tuple[str, str]]]:
         """The spec these values describe, or every problem as (field path, message)."""
+        overrides = {}
         try:
-            spec = parse_spec(apply_overrides(self.base.model_dump(mode="json"), self.overrides(values)))
+            overrides = self.overrides(values)
+            spec = parse_spec(apply_overrides(self.base.model_dump(mode="json"), overrides))
             confined = web_path_problems(spec, self.roots) if self.roots else []
             return (None, confined) if confined else (spec, [])
         except SpecError as error:
-            return None, error.problems
+            return None, rewards_form.place_problems(error.problems, overrides.get("method.rewards"))
         except UserError as error:
             return None, [("", str(error))]
 
@@ -201,6 +214,7 @@ SHOWN_ON = {
     "sweep.parameters": "sweep_learning_rate",
     "sweep.count": SWEEP_COUNT,
     "sweep.strategy": SWEEP_STRATEGY,
+    "method.rewards": rewards_form.WEIGHT["match"],
 }
 
 

@@ -20,7 +20,7 @@ from training.jobs import JobManager
 from training.redact import register_secret
 from training.sweep import CONFIRM_ABOVE, expand, start_sweep, stop_sweep, sweeps
 from training.web_paths import resolve_job_name
-from wizard.form import GENERAL_DEMO, SpecForm
+from wizard.form import SpecForm
 
 AXES = {"step": "Optimizer step", "tokens": "Tokens seen"}
 
@@ -120,8 +120,7 @@ def start_from(manager: JobManager, form: SpecForm, job_id: str | None) -> list:
         spec = jobdir.load_job_spec(resolve_job_name(manager.jobs_dir, job_id))
     except UserError as error:
         return [*unchanged, gr.update(), gr.update(), f"⚠ {error}"]
-    left_out = [s for s in spec.data.mix_in if s != GENERAL_DEMO]
-    note = f" data.mix_in {', '.join(left_out)} cannot be shown in the wizard and was left out." if left_out else ""
+    note = form.left_out_note(spec)
     message = f"✅ The wizard holds **{job_id}**'s settings: change what you want to try, then launch.{note}"
     return [*form.values_for(spec), gr.Walkthrough(selected=1), gr.Tabs(selected="fine-tune"), message]
 

@@ -96,30 +96,43 @@ class Report:
             text += f", {t['documents_split']} long documents split into {t['windows']} context-sized windows"
         return text
 
-    def to_text(self, preview: bool = True) -> str:
-        lines = []
+    def findings(self) -> list[tuple[str, str]]:
+        """What the check found, before the problems, as (kind, sentence) pairs that the command line
+        (`to_text`) and the wizard (wizard/data_report.py) each lay out in their own way. Kinds: source
+        (its text starts with the source's name), reading, labels, lengths, trained, validation."""
+        found = []
         for loaded, (source, facts, labels) in zip(self.sources, self.source_facts(), strict=True):
-            lines.append(f"{source}: {facts}")
+            found.append(("source", f"{source}: {facts}"))
             if loaded.reading:
-                lines.append(f"  read as {loaded.reading}")
+                found.append(("reading", f"read as {loaded.reading}"))
             if labels:
-                lines.append(f"  labels: {labels}")
+                found.append(("labels", f"labels: {labels}"))
         stats = self.length_stats()
         if stats:
             sample = (
                 f" (estimated from {len(self.lengths):,} of {self.sampled_from:,} rows)" if self.sampled_from else ""
             )
-            lines.append(
-                f"tokens per row{sample}: min {stats['min']}, median {stats['median']}, p95 {stats['p95']}, "
-                f"max {stats['max']} (context length {self.context_length})"
+            found.append(
+                (
+                    "lengths",
+                    f"tokens per row{sample}: min {stats['min']}, median {stats['median']}, p95 {stats['p95']}, "
+                    f"max {stats['max']} (context length {self.context_length})",
+                )
             )
-            peak = max(count for _, _, count in self.histogram())
-            for start, end, count in self.histogram():
-                lines.append(f"  {start:>6}-{end:<6} {'#' * max(1, round(30 * count / peak))} {count}")
         if self.trained:
-            lines.append(self.describe_trained())
+            found.append(("trained", self.describe_trained()))
         if self.validation:
-            lines.append(f"validation: {self.validation}")
+            found.append(("validation", f"validation: {self.validation}"))
+        return found
+
+    def to_text(self, preview: bool = True) -> str:
+        lines = []
+        for kind, sentence in self.findings():
+            lines.append(f"  {sentence}" if kind in ("reading", "labels") else sentence)
+            if kind == "lengths":
+                peak = max(count for _, _, count in self.histogram())
+                for start, end, count in self.histogram():
+                    lines.append(f"  {start:>6}-{end:<6} {'#' * max(1, round(30 * count / peak))} {count}")
         problems = self.all_problems
         if problems:
             lines.append(f"{len(self.errors)} error(s), {len(problems) - len(self.errors)} warning(s):")

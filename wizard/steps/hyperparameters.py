@@ -8,6 +8,7 @@ from training.presets import recipes
 from training.spec import SweepSection, describe_field
 from training.sweep import CONFIRM_ABOVE
 from training.trackers import PACKAGES as TRACKERS
+from wizard import rewards_form
 from wizard.form import (
     STOP_BY_EPOCHS,
     STOP_BY_STEPS,
@@ -39,6 +40,7 @@ ADVANCED = [
     "method.use_dora",
     "method.use_rslora",
     "method.dpo_beta",
+    "method.preference_loss",
     "method.qlora_compute_dtype",
     "method.qlora_double_quant",
     "hyperparameters.precision",
@@ -57,7 +59,8 @@ ADVANCED = [
 ]
 TRACKING = ["output.report_to", "output.notify"]
 SWEEP_KEYS = [*SWEPT_FIELDS, SWEEP_STRATEGY, SWEEP_COUNT, SWEEP_CONFIRM]
-PATHS = [STOP_RULE, *MAIN, *ADVANCED, *TRACKING, *SWEEP_KEYS]
+GRPO = ["method.grpo_generations", "method.grpo_max_completion_length", "method.grpo_temperature", "method.grpo_beta"]
+PATHS = [STOP_RULE, *MAIN, *ADVANCED, *GRPO, *rewards_form.KEYS, *TRACKING, *SWEEP_KEYS]
 # Choices offered for "try several values" (a loaded spec may hold others; they are kept)
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 3e-3]
 LORA_RANKS = [4, 8, 16, 32, 64, 128]
@@ -72,7 +75,7 @@ def apply_preset(form: SpecForm, name: str, values) -> list:
     for path in PATHS:
         if path == STOP_RULE:
             updates.append(STOP_BY_STEPS if spec.hyperparameters.max_steps else STOP_BY_EPOCHS)
-        elif path in SWEEP_KEYS:  # a preset sets values, not which values to try
+        elif path in SWEEP_KEYS or path in rewards_form.KEYS:  # a preset sets values, not what to try or reward
             updates.append(gr.update())
         else:
             section, _, field = path.partition(".")
@@ -105,6 +108,12 @@ def build(form: SpecForm) -> gr.Radio:
             with gr.Row():
                 for path in ADVANCED[start : start + 4]:
                     form.field(path)
+    with gr.Accordion("Rewards and answers (GRPO)", open=form.base.method.objective == "grpo"):
+        gr.Markdown("For the objective *Learn from rewards on its own answers (GRPO)*; other objectives ignore it.")
+        with gr.Row():
+            for path in GRPO:
+                form.field(path)
+        rewards_form.build(form)
     with gr.Accordion("Trackers and notifications", open=False), gr.Row():
         form.field(
             "output.report_to",

@@ -11,7 +11,7 @@ from training.errors import UserError
 from training.presets import model_catalog
 from training.redact import register_secret
 from training.spec import describe_field
-from wizard.form import GENERAL_DEMO, SpecForm
+from wizard.form import SpecForm
 
 PATHS = ["name", "model.name_or_path", "model.revision", "model.start_from_job"]
 
@@ -106,9 +106,7 @@ def load_saved_spec(form: SpecForm, path: str | None) -> list:
         spec = load_spec(path)
     except UserError as error:
         return [*unchanged, f"⚠ {error}"]
-    left_out = [s for s in spec.data.mix_in if s != GENERAL_DEMO]
-    note = f" data.mix_in {', '.join(left_out)} cannot be shown here and was left out." if left_out else ""
-    return [*form.values_for(spec), f"✅ Loaded **{spec.name}**: every step is filled in.{note}"]
+    return [*form.values_for(spec), f"✅ Loaded **{spec.name}**: every step is filled in.{form.left_out_note(spec)}"]
 
 
 def connect(step: ModelStep, form: SpecForm, token: gr.State) -> None:
