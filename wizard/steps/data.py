@@ -143,7 +143,8 @@ def build(form: SpecForm, uploads_dir: Path) -> DataStep:
             value=base_source.removeprefix("demo:") if is_demo else demos[0],
             info="identity teaches the model a new name and maker; general is everyday Q&A; "
             "preferences pairs a direct answer with an evasive one (for DPO and reward models); "
-            "kto marks single answers good or bad (for KTO); arithmetic is word problems with a numeric answer (for GRPO); "
+            "kto marks single answers good or bad (for KTO); "
+            "arithmetic is word problems with a numeric answer (for GRPO); "
             "support-tickets sorts messages into four labels (classification).",
         ),
     )
