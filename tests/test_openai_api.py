@@ -178,7 +178,11 @@ def test_sampling_with_a_seed_repeats_itself(client, tiny_job):
         ({"messages": QUESTION, "top_p": 0}, "top_p", "greater than 0"),
         ({"messages": QUESTION, "stop": ["\n"]}, "stop", "does not support"),
         ({"messages": QUESTION, "n": 2}, "n", "does not support"),
-        ({"messages": QUESTION, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "support"),
+        (
+            {"messages": QUESTION, "tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools",
+            "response_template",
+        ),
     ],
 )
 def test_a_bad_request_names_the_field(client, tiny_job, kwargs, param, words):

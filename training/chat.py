@@ -119,17 +119,28 @@ class ChatEngine:
     """What the chat tab, the CLI and the API server ask of an engine (this one, or llama.cpp's in
     training/chat_llamacpp.py): `stream()` yields a reply's pieces; `reply()` is the whole of it."""
 
+    engine = ""
+
     def stream(
         self,
         messages: list[Message],
         tuned: bool = True,
         settings: GenerationSettings | None = None,
         cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
     ) -> Iterator[str]:
         raise NotImplementedError
 
     def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(messages, tuned=tuned, settings=settings))
+
+    def tools_problem(self, messages: list[Message], tools: list[dict]) -> str | None:
+        """Why this engine cannot answer with tool calls (None when it can)."""
+        return f"the {self.engine} chat engine does not take tools yet. Serve the job with --engine transformers"
+
+    def parse_last_reply(self, messages: list[Message], tools: list[dict]) -> dict:
+        """The last reply as content and tool calls (training/tool_calls.py), for an engine that takes tools."""
+        raise UserError(self.tools_problem(messages, tools) or "")
 
 
 class ChatSession(ChatEngine):
@@ -192,6 +203,7 @@ class ChatSession(ChatEngine):
             self.base_model = load(base_ref, **hub).to(self.device, self.dtype).eval()  # never sees the adapter
         self._lock = threading.Lock()  # one generation at a time: the models are shared
         self.last_stats: ReplyStats | None = None  # set when a stream() finishes
+        self.last_raw_reply = ""  # the last reply as generated, special tokens kept (tool calls are read from it)
 
     engine = "transformers"
 
@@ -208,20 +220,31 @@ class ChatSession(ChatEngine):
         with self.model.disable_adapter():
             yield self.model
 
-    def _inputs(self, messages: list[Message]):
+    def _inputs(self, messages: list[Message], tools: list[dict] | None = None):
         from jinja2 import TemplateError
 
         try:
             inputs = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                messages, tools=tools or None, add_generation_prompt=True, return_tensors="pt", return_dict=True
             )
         except TemplateError as error:  # e.g. a template that allows no system message, or strict turn order
             raise UserError(f"messages: the model's chat template refused this conversation: {error}") from None
         return inputs.to(self.device)
 
-    def prompt_tokens(self, messages: list[Message]) -> int:
-        """How many tokens the conversation takes once the chat template is applied."""
-        return int(self._inputs(messages)["input_ids"].shape[1])
+    def prompt_tokens(self, messages: list[Message], tools: list[dict] | None = None) -> int:
+        """How many tokens the conversation (and the tools' schemas) take once the chat template is applied."""
+        return int(self._inputs(messages, tools)["input_ids"].shape[1])
+
+    def tools_problem(self, messages: list[Message], tools: list[dict]) -> str | None:
+        from training.tool_calls import tools_problem
+
+        return tools_problem(self.tokenizer, messages, tools)
+
+    def parse_last_reply(self, messages: list[Message], tools: list[dict]) -> dict:
+        from training.tool_calls import parse_reply
+
+        prompt = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        return parse_reply(self.tokenizer, prompt, self.last_raw_reply, tools)
 
     @property
     def context_window(self) -> int | None:
@@ -240,10 +263,13 @@ class ChatSession(ChatEngine):
         tuned: bool = True,
         settings: GenerationSettings | None = None,
         cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
     ) -> Iterator[str]:
         """Yield the reply piece by piece as it is generated; `last_stats` is set when it ends.
 
-        Setting `cancel` (from any thread) ends generation at the next token, as if the reply had ended."""
+        Setting `cancel` (from any thread) ends generation at the next token, as if the reply had ended.
+        `tools`: function schemas shown to the model through its chat template; `parse_last_reply` then
+        reads any calls out of the reply (its raw text, special tokens kept, is `last_raw_reply`)."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -255,7 +281,7 @@ class ChatSession(ChatEngine):
             raise UserError("This session loaded only the tuned model; load it with answers='base' or 'both'.")
         model = self.model if tuned or self.base_model is None else self.base_model
         adapter_off = not tuned and self.base_model is None
-        inputs = self._inputs(messages)  # here, so a conversation the template refuses is reported at once
+        inputs = self._inputs(messages, tools)  # here, so a conversation the template refuses is reported at once
         if self.device == "cpu":
             self.threads = decode_threads()  # a training job may have started or ended since the last reply
         streamer, abandoned, errors = _TokenStreamer(), threading.Event(), []
@@ -312,6 +338,7 @@ class ChatSession(ChatEngine):
                     thread.join()
             if errors:
                 raise errors[0]
+            self.last_raw_reply = self.tokenizer.decode(ids, skip_special_tokens=False)
             if times:  # still under the lock, so the stats are this reply's and no other's
                 decode_s = times[-1] - times[0]
                 ended_itself = ids[-1] in self._stop_ids(model)

@@ -142,9 +142,13 @@ class LlamaCppChatSession(ChatEngine):
         tuned: bool = True,
         settings: GenerationSettings | None = None,
         cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
     ) -> Iterator[str]:
         """Yield the reply piece by piece as llama.cpp generates it; `last_stats` is set when it ends.
-        `cancel` (the API server's, when a client hangs up) ends it at the next token, like ChatSession."""
+        `cancel` (the API server's, when a client hangs up) ends it at the next token, like ChatSession.
+        `tools` are refused (ChatEngine.tools_problem): this engine does not read tool calls yet."""
+        if tools:
+            raise UserError(self.tools_problem(messages, tools))
         import llama_cpp
 
         started = time.perf_counter()

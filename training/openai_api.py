@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from training import jobdir
 from training.errors import UserError
 from training.network import is_loopback
+from training.tool_calls import template_call
 
 log = logging.getLogger("lathe.api")
 
@@ -42,8 +43,6 @@ SHUTDOWN_GRACE_SECONDS = 2  # SIGTERM: open requests get this long, then they ar
 # OpenAI options this server cannot honour: refused unless left at their "off" value, so no answer
 # silently differs from what the request asked for.
 UNSUPPORTED_UNLESS_OFF: dict[str, tuple] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
     "stop": (None, [], ""),
@@ -63,17 +62,40 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(strict=True)
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None  # None only for an assistant turn that made tool calls
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn's calls, sent back in the conversation
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+
+    @model_validator(mode="after")
+    def _content_or_calls(self) -> ChatMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise PydanticCustomError(
+                "content_missing", "content is required (only an assistant turn with tool_calls may leave it out)"
+            )
+        return self
 
     @field_validator("content", mode="before")
     @classmethod
     def text_only(cls, value):
         """One clear message instead of pydantic's error for each branch of `str | list[TextPart]`."""
-        if isinstance(value, str):
+        if value is None or isinstance(value, str):
             return value
         shape = "a string, or a list of {'type': 'text', 'text': ...} parts"
         if not isinstance(value, list):
@@ -86,10 +108,31 @@ class ChatMessage(BaseModel):
                 )
         return value
 
-    def for_template(self) -> dict[str, str]:
-        text = self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+    def for_template(self) -> dict:
+        if self.content is None or isinstance(self.content, str):
+            text = self.content or ""
+        else:
+            text = "".join(part.text for part in self.content)
         # "developer" is OpenAI's newer name for the system message; chat templates know "system".
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+        message = {"role": "system" if self.role == "developer" else self.role, "content": text}
+        if self.tool_calls:
+            message["tool_calls"] = [template_call(call.model_dump()) for call in self.tool_calls]
+        if self.tool_call_id:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")  # e.g. OpenAI's `strict` flag: accepted, passed on
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict | None = None
+
+
+class ToolDefinition(BaseModel):
+    model_config = ConfigDict(strict=True)
+    type: Literal["function"]
+    function: FunctionDefinition
 
 
 class StreamOptions(BaseModel):
@@ -110,6 +153,9 @@ class ChatRequest(BaseModel):
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # torch's seed range; beyond it a 400
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    tools: list[ToolDefinition] | None = None
+    # "required" and naming one function would need constrained generation, which this server does not do
+    tool_choice: Literal["none", "auto"] | None = None
 
 
 class ApiError(Exception):
@@ -184,9 +230,20 @@ class ChatCompletions:
         self.session, self.model_id, self.tuned = session, model_id, tuned
         self._lock = threading.Lock()  # generation and its stats: one request at a time
 
-    def settings(self, request: ChatRequest, messages: list[dict]):
-        from training.chat import GenerationSettings
+    def tools(self, request: ChatRequest, messages: list[dict]) -> list[dict] | None:
+        """The request's tools as the chat template takes them, or None; a model that cannot call them is a 400."""
+        if not request.tools or request.tool_choice == "none":
+            return None
+        tools = [tool.model_dump(exclude_none=True) for tool in request.tools]
+        try:
+            problem = self.session.tools_problem(messages, tools)
+        except Exception as error:  # noqa: BLE001 - a template that fails on tools cannot take them either
+            problem = f"the model's chat template failed on these tools ({type(error).__name__}: {error})"
+        if problem:
+            raise ApiError(400, f"tools: {problem}.", param="tools")
+        return tools
 
+    def check_model(self, request: ChatRequest) -> None:
         if request.model != self.model_id:
             raise ApiError(
                 404,
@@ -195,10 +252,15 @@ class ChatCompletions:
                 code="model_not_found",
             )
         check_supported(request)
+
+    def settings(self, request: ChatRequest, messages: list[dict], tools: list[dict] | None = None):
+        from training.chat import GenerationSettings
+
+        self.check_model(request)
         asked = request.max_completion_tokens or request.max_tokens
         asked_field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         window = self.session.context_window
-        characters = sum(len(message["content"]) for message in messages)
+        characters = sum(len(message["content"]) for message in messages) + len(json.dumps(tools or []))
         if window and characters > window * MAX_CHARS_PER_TOKEN:
             raise ApiError(
                 400,
@@ -208,7 +270,7 @@ class ChatCompletions:
                 code="context_length_exceeded",
             )
         try:
-            prompt = self.session.prompt_tokens(messages)
+            prompt = self.session.prompt_tokens(messages, tools) if tools else self.session.prompt_tokens(messages)
         except UserError as error:
             raise ApiError(400, str(error), param="messages") from None
         room = window - prompt if window else None
@@ -236,15 +298,30 @@ class ChatCompletions:
         )
 
     def prepare(self, request: ChatRequest):
-        """Check the request and count its tokens (no generation): (messages, settings, include_usage)."""
+        """Check the request and count its tokens (no generation): (messages, settings, include_usage, tools)."""
         messages = [message.for_template() for message in request.messages]
-        settings = self.settings(request, messages)
-        return messages, settings, bool(request.stream_options and request.stream_options.include_usage)
+        self.check_model(request)
+        tools = self.tools(request, messages)
+        settings = self.settings(request, messages, tools)
+        return messages, settings, bool(request.stream_options and request.stream_options.include_usage), tools
+
+    def answer(self, messages, settings, tools, cancel=None) -> tuple[dict, str]:
+        """Generate the whole reply: (the assistant message, finish_reason). With tools, the calls in the
+        reply are read by the tokenizer's response template (training/tool_calls.py)."""
+        text = "".join(self.session.stream(messages, tuned=self.tuned, settings=settings, cancel=cancel, tools=tools))
+        finish = self.session.last_stats.finish_reason
+        if not tools:
+            return {"role": "assistant", "content": text}, finish
+        parsed = self.session.parse_last_reply(messages, tools)
+        message = {"role": "assistant", "content": parsed["content"]}
+        if parsed["tool_calls"]:
+            message["tool_calls"], finish = parsed["tool_calls"], "tool_calls"
+        return message, finish
 
     def complete(self, request: ChatRequest, cancel: threading.Event | None = None, prepared=None) -> dict:
-        messages, settings, _ = prepared or self.prepare(request)
+        messages, settings, _, tools = prepared or self.prepare(request)
         with self._lock:
-            text = "".join(self.session.stream(messages, tuned=self.tuned, settings=settings, cancel=cancel))
+            message, finish = self.answer(messages, settings, tools, cancel)
             stats = self.session.last_stats
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -254,9 +331,9 @@ class ChatCompletions:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": stats.finish_reason,
+                    "finish_reason": finish,
                 }
             ],
             "usage": usage(stats),
@@ -267,8 +344,38 @@ class ChatCompletions:
 
         The request is checked before the first byte (errors are a plain 400), so this returns a
         generator only once the request is known to be good."""
-        messages, settings, include_usage = prepared or self.prepare(request)
+        messages, settings, include_usage, tools = prepared or self.prepare(request)
+        if tools:
+            return self._answer_events(messages, settings, include_usage, tools, cancel)
         return self._events(messages, settings, include_usage, cancel)
+
+    def _answer_events(self, messages, settings, include_usage: bool, tools, cancel=None) -> Iterator[str]:
+        """With tools, the stream follows the whole reply: a call can be told from text only once it is read
+        (OpenAI's shape: content, then each call as a `tool_calls` delta with its index)."""
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time())}
+        head["model"] = self.model_id
+
+        def chunk(delta: dict, finish_reason: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            return sse({**head, "choices": [choice]})
+
+        with self._lock:
+            yield chunk({"role": "assistant", "content": ""})
+            try:
+                message, finish = self.answer(messages, settings, tools, cancel)
+            except Exception as error:  # noqa: BLE001 - the status line is sent; report it in the stream
+                log.error("generation failed: %s: %s", type(error).__name__, error)
+                yield sse(ApiError(500, f"Generation failed: {type(error).__name__}: {error}").body())
+                return
+            stats = self.session.last_stats
+        if message["content"]:
+            yield chunk({"content": message["content"]})
+        for index, call in enumerate(message.get("tool_calls", [])):
+            yield chunk({"tool_calls": [{"index": index, **call}]})
+        yield chunk({}, finish)
+        if include_usage:
+            yield sse({**head, "choices": [], "usage": usage(stats)})
+        yield "data: [DONE]\n\n"
 
     def _events(self, messages, settings, include_usage: bool, cancel=None) -> Iterator[str]:
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time())}
