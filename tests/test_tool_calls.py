@@ -80,6 +80,8 @@ def tool_job(tmp_path_factory, tool_model):
     (job_dir / "spec.yaml").write_text(spec.to_yaml())
     events: list = []
     run_job(spec, job_dir, events.append, lambda: False)
+    # The event log a worker writes, so the job shows as finished (the chat tab lists finished jobs)
+    (job_dir / "events.jsonl").write_text("".join(event.to_json() + "\n" for event in events))
     losses = [e.loss for e in events if isinstance(e, Progress) and e.loss is not None]
     assert losses[-1] < losses[0] * 0.1, losses
     return job_dir
@@ -143,3 +145,26 @@ def test_a_model_without_a_response_template_refuses_tools_and_names_the_fix(tmp
         with pytest.raises(openai.BadRequestError) as caught:
             plain.chat.completions.create(model=job.name, messages=QUESTION, tools=[WEATHER], tool_choice="required")
         assert caught.value.body["param"] == "tool_choice"
+
+
+def test_the_chat_tab_shows_the_call_and_a_bad_tools_box_is_named(tool_job):
+    from gradio_client import Client
+
+    from training.jobs import JobManager
+    from wizard.app import serve_wizard
+
+    demo = serve_wizard(JobManager(tool_job.parent), port=None, block=False)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        tools = json.dumps([WEATHER])
+        tuned, base, stats, _ = client.predict(
+            tool_job.name, "Weather in Paris?", "", 0.0, 1.0, 64, [], [], tools, api_name="/chat"
+        )
+        (call,) = [m for m in tuned if "🔧" in str(m["content"])]
+        assert 'get_weather({"city": "Paris"})' in str(call["content"]) and "first token" in stats
+        _, _, problem, _ = client.predict(
+            tool_job.name, "Weather in Paris?", "", 0.0, 1.0, 64, [], [], "[{not json", api_name="/chat"
+        )
+        assert problem.startswith("⚠ Tools: not valid JSON")
+    finally:
+        demo.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,17 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
             )
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p")
             max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label="Max new tokens")
+        tools = gr.Code(
+            language="json",
+            label="Tools the model may call (optional)",
+            value="",
+            lines=3,
+        )
+        gr.Markdown(
+            "A JSON list of function schemas, as OpenAI's API takes them "
+            '(`[{"type": "function", "function": {"name": ..., "parameters": {...}}}]`). A call the model makes '
+            "shows as 🔧 with its arguments; it needs a model whose template and tokenizer define tool calls."
+        )
     with gr.Row():
         tuned = gr.Chatbot(label="Fine-tuned", height=360)
         base = gr.Chatbot(label="Base model", height=360)
@@ -120,7 +132,7 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
             return f"⚠ {error}"
         return f"Loaded **{job_id}** ({session.description}). {note}".strip()
 
-    def respond(secret, job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history):
+    def respond(secret, job_id, text, system_prompt, temp, p, max_tokens, tuned_history, base_history, tools_text):
         from training.chat import GenerationSettings
 
         text, system_prompt = (text or "").strip(), (system_prompt or "").strip()  # an untouched box sends None
@@ -129,6 +141,10 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
             return
         try:
             session = sessions.get(manager.snapshot(job_id).job_dir, choose_device(manager)[0], secret)
+            tools = parse_tools(tools_text)
+            problem = tools and session.tools_problem([{"role": "user", "content": text}], tools)
+            if problem:
+                raise UserError(f"Tools: {problem}.")
         except (UserError, KeyError) as error:
             yield tuned_history, base_history, f"⚠ {error}", text
             return
@@ -139,10 +155,12 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
             history = histories[is_tuned] + [{"role": "user", "content": text}]
             prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + history
             reply = ""
-            for piece in session.stream(prompt, tuned=is_tuned, settings=settings):
+            for piece in session.stream(prompt, tuned=is_tuned, settings=settings, tools=tools):
                 reply += piece
                 histories[is_tuned] = history + [{"role": "assistant", "content": reply}]
                 yield histories[True], histories[False], " · ".join(stats), ""
+            if tools:  # the calls in the reply, read by the tokenizer's response template
+                histories[is_tuned] = history + shown_reply(session.parse_last_reply(prompt, tools))
             s = session.last_stats
             stats.append(
                 f"{'tuned' if is_tuned else 'base'}: first token {s.time_to_first_token_s:.2f} s, "
@@ -151,12 +169,42 @@ def build(manager: JobManager, sessions: SessionCache, token: gr.State) -> ChatT
         yield histories[True], histories[False], " · ".join(stats), ""
 
     load.click(load_job, inputs=[job, token], outputs=status, api_name="load_chat")
-    inputs = [token, job, message, system, temperature, top_p, max_new_tokens, tuned, base]
+    inputs = [token, job, message, system, temperature, top_p, max_new_tokens, tuned, base, tools]
     outputs = [tuned, base, status, message]
     send.click(respond, inputs=inputs, outputs=outputs, api_name="chat")
     message.submit(respond, inputs=inputs, outputs=outputs, api_visibility="private")
     clear.click(lambda: ([], [], ""), outputs=[tuned, base, status], api_visibility="private")
     return ChatTab(job=job, load=load, status=status, tuned=tuned, base=base, message=message)
+
+
+def parse_tools(text: str | None) -> list[dict] | None:
+    """The tools box: empty is no tools; otherwise a JSON list of function schemas."""
+    if not (text or "").strip():
+        return None
+    try:
+        tools = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"Tools: not valid JSON ({error.msg}, line {error.lineno}). Fix it, or empty the box."
+        ) from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) and "function" in t for t in tools):
+        raise UserError('Tools: give a list of {"type": "function", "function": {...}} objects, or empty the box.')
+    return tools
+
+
+def shown_reply(parsed: dict) -> list[dict]:
+    """A reply read for tool calls, as chat messages: its text, then each call marked as one."""
+    shown = [{"role": "assistant", "content": parsed["content"]}] if parsed["content"] else []
+    for call in parsed["tool_calls"]:
+        function = call["function"]
+        shown.append(
+            {
+                "role": "assistant",
+                "content": f"🔧 {function['name']}({function['arguments']})",
+                "metadata": {"title": f"Tool call: {function['name']}"},
+            }
+        )
+    return shown or [{"role": "assistant", "content": ""}]
 
 
 def can_chat(snapshot) -> bool:
