@@ -328,7 +328,8 @@ class HyperparametersSection(_Section):
     )
     packing: bool = Field(
         False,
-        description="Pack many examples into each context-length row; for long-document data with flash attention.",
+        description="Pack many short examples into each context-length row, without padding; each keeps to "
+        "itself (its positions restart). Saves padding on a GPU; on a CPU it was ~3x slower, so it is off.",
     )
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         "auto",
