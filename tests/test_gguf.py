@@ -208,8 +208,10 @@ def test_the_results_tab_offers_the_gguf_with_its_size_first(job, tmp_path):
     assert "will be about **" in gguf_size_markdown(manager, "tiny-job", "q8_0")
     small, large = (gguf_size_markdown(manager, "tiny-job", quant) for quant in ("q8_0", "f16"))
     assert small != large
-    with zipfile.ZipFile(export_gguf_zip(manager, "tiny-job", "q8_0", "")) as archive:
+    path = export_gguf_zip(manager, "tiny-job", "q8_0", "")
+    with zipfile.ZipFile(path) as archive:
         assert {"tiny-job-q8_0.gguf", "Modelfile", "README.md"} <= set(archive.namelist())
+    assert [p.name for p in Path(path).parent.iterdir()] == ["tiny-job-q8_0-gguf.zip"]  # the zip is the one copy
     import gradio as gr
 
     with pytest.raises(gr.Error, match="Pick a finished job"):

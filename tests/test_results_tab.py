@@ -51,6 +51,13 @@ def test_the_adapter_download_is_a_zip_of_the_adapter(app_with_a_finished_job):
     path = client.predict(job_id, api_name="/download_adapter")
     with zipfile.ZipFile(path) as archive:
         assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(archive.namelist())
+    from pathlib import Path
+
+    from wizard.results import _exports
+
+    # The server's copy is the zip alone, served where it lies (not the folder it was made from, nor a copy)
+    (made,) = [folder for folder in _exports().iterdir() if folder.name.startswith(f"{job_id}-adapter-")]
+    assert [p.name for p in made.iterdir()] == [f"{job_id}-adapter.zip"] and Path(path).name == f"{job_id}-adapter.zip"
 
 
 def test_evaluate_again_rewrites_the_report(app_with_a_finished_job):

@@ -93,16 +93,18 @@ def gguf_size_markdown(manager: JobManager, job_id: str | None, quant: str) -> s
 
 def export_gguf_zip(manager: JobManager, job_id: str | None, quant: str, secret: str):
     """Export the job as GGUF + Modelfile and return the zip's path for the download button."""
-    from training.export import zip_folder
     from training.gguf_export import export_gguf
 
+    folder = None
     try:
         job_dir = known_job_dir(manager, job_id)
         folder = Path(tempfile.mkdtemp(prefix=f"{job_id}-gguf-", dir=_exports())) / f"{job_id}-{quant}-gguf"
         export_gguf(job_dir, folder, quant, token=secret or None, say=lambda text: None)
     except UserError as error:
+        if folder is not None:
+            shutil.rmtree(folder.parent, ignore_errors=True)
         raise gr.Error(str(error)) from None
-    return str(zip_folder(folder, folder.with_suffix(".zip")))
+    return zip_only(folder)
 
 
 def where_markdown(job_dir: Path, output_dir: str | None) -> str:
@@ -192,7 +194,7 @@ def evaluate(manager: JobManager, job_id: str | None, secret: str) -> Iterator[s
 
 def export_zip(manager: JobManager, job_id: str | None, merged: bool, secret: str):
     """Export the job's adapter or merged model and return the zip's path for the download button."""
-    from training.export import export_adapter, export_merged, zip_folder
+    from training.export import export_adapter, export_merged
 
     kind = "merged" if merged else "adapter"
     folder = None
@@ -207,8 +209,15 @@ def export_zip(manager: JobManager, job_id: str | None, merged: bool, secret: st
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         raise gr.Error(str(error)) from None
-    archive = zip_folder(folder / f"{job_id}-{kind}", folder / f"{job_id}-{kind}.zip")
-    shutil.rmtree(folder / f"{job_id}-{kind}", ignore_errors=True)  # the zip is the one copy kept
+    return zip_only(folder / f"{job_id}-{kind}")
+
+
+def zip_only(folder: Path) -> str:
+    """`folder` zipped beside itself, then removed: the zip is the one copy kept (an export can be gigabytes)."""
+    from training.export import zip_folder
+
+    archive = zip_folder(folder, folder.with_suffix(".zip"))
+    shutil.rmtree(folder, ignore_errors=True)
     return str(archive)
 
 
