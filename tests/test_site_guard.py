@@ -233,3 +233,32 @@ def test_a_page_on_a_second_local_origin_cannot_read_through_a_logged_in_session
     assert len(lines) == 4, results
     assert all(line.endswith(":blocked") or ":0:" in line for line in lines[:3]), results
     assert "secret-project" not in results and "components" not in results
+
+
+def test_behind_a_tls_proxy_both_login_cookies_are_secure(tmp_path):
+    """gradio sets two login cookies (`access-token` and `access-token-unsecure`); over TLS both are Secure."""
+    add_user(tmp_path / "users.txt", USER, PASSWORD)
+    demo = serve_wizard(
+        JobManager(tmp_path / "jobs"),
+        port=None,
+        block=False,
+        auth=Authenticator.from_file(tmp_path / "users.txt"),
+        public_urls=(PUBLIC,),
+        trusted_proxies=("127.0.0.1",),
+    )
+    try:
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "lathe.example.com", "Origin": PUBLIC}
+        login = httpx.post(
+            demo.local_url.rstrip("/") + "/login",
+            data={"username": USER, "password": PASSWORD},
+            headers=proxied,
+            timeout=30,
+        )
+        assert login.status_code == 200, login.text
+        cookies = {cookie.split("=")[0]: cookie for cookie in login.headers.get_list("set-cookie")}
+        assert {name.split("-")[0] for name in cookies} == {"access"} and len(cookies) == 2
+        for cookie in cookies.values():
+            attributes = [part.strip().lower() for part in cookie.split(";")]
+            assert "secure" in attributes and "samesite=lax" in attributes, cookie
+    finally:
+        demo.close()
