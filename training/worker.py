@@ -30,6 +30,10 @@ from training.events import Event, Failed, Finished, Log
 from training.jobdir import write_status
 
 HEARTBEAT_SECONDS = 2.0
+# Packages transformers, PEFT and TRL import whenever they are installed, used only by some jobs: hidden from a
+# worker whose job does not use them (the libraries then see them as not installed). Each import cost seconds
+# at every job start: bitsandbytes pulls in torch's compiler stack, and the trackers their own (docs/benchmarks.md).
+TRACKER_MODULES = {"wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 
 
 class EventWriter:
@@ -70,9 +74,37 @@ def _heartbeat(job_dir: Path, done: threading.Event) -> None:
         write_status(job_dir, heartbeat=time.time())
 
 
+def hide_unused_packages(spec) -> list[str]:
+    """Hide from this process the optional packages `spec` does not need; the names hidden."""
+    unused = [module for tracker, module in TRACKER_MODULES.items() if tracker not in spec.output.report_to]
+    if spec.method.type != "qlora" and not _may_be_quantized(spec):
+        unused.append("bitsandbytes")
+    hidden = [name for name in unused if name not in sys.modules]  # already imported: too late, and harmless
+    for name in hidden:
+        sys.modules[name] = None  # `import name` raises ImportError; importlib.util.find_spec(name) is None
+    return hidden
+
+
+def _may_be_quantized(spec) -> bool:
+    """A model saved quantized (a quantization_config in its config.json) needs bitsandbytes to load, whatever
+    the method; a Hub model cannot be checked before it is downloaded, so it keeps bitsandbytes."""
+    import json
+
+    from training.spec import EMBEDDED_MODEL
+
+    if spec.model.name_or_path == EMBEDDED_MODEL and not spec.model.start_from_job:
+        return False  # our own model, shipped unquantized
+    config = Path(spec.model.name_or_path).expanduser() / "config.json"
+    if spec.model.start_from_job or not config.is_file():
+        return True
+    try:
+        return "quantization_config" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return True
+
+
 def _follower(job_dir: Path, resume: bool) -> int:
     """Ranks 1..N-1 of a multi-process job: train alongside rank 0, which alone writes the job's files."""
-    from training.engine import run_job
     from training.spec import load_spec
 
     stop_requested = threading.Event()
@@ -84,9 +116,11 @@ def _follower(job_dir: Path, resume: bool) -> int:
         return stop_requested.is_set() or jobdir.stop_requested(job_dir)
 
     try:
-        run_job(
-            load_spec(jobdir.spec_file(job_dir)), job_dir, lambda event: None, should_stop, token=token, resume=resume
-        )
+        spec = load_spec(jobdir.spec_file(job_dir))
+        hide_unused_packages(spec)
+        from training.engine import run_job
+
+        run_job(spec, job_dir, lambda event: None, should_stop, token=token, resume=resume)
     except BaseException:  # noqa: BLE001 - rank 0 reports the job's failure; this rank's trace goes to worker.log
         traceback.print_exc()
         return 1
@@ -94,7 +128,6 @@ def _follower(job_dir: Path, resume: bool) -> int:
 
 
 def main(job_dir: Path, resume: bool = False) -> int:
-    from training.engine import run_job
     from training.spec import load_spec
 
     job_dir = Path(job_dir).resolve()
@@ -130,6 +163,9 @@ def main(job_dir: Path, resume: bool = False) -> int:
 
     try:
         spec = load_spec(jobdir.spec_file(job_dir))
+        hide_unused_packages(spec)  # before the training stack is imported
+        from training.engine import run_job
+
         run_job(spec, job_dir, emit, should_stop, token=token, resume=resume)
     except BaseException as error:  # noqa: BLE001 - every failure must reach the job record
         traceback.print_exc()
