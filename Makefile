@@ -49,7 +49,8 @@ test-fast: dev
 
 # Refresh the README's screenshots (the browser test writes them to a temporary folder otherwise).
 screenshots: dev
-	LATHE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py
+	LATHE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py \
+		tests/test_experiments.py::test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_best
 
 lint: dev
 	$(VENV)/bin/ruff check .

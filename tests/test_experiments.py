@@ -357,7 +357,7 @@ def test_sweep_spec_rules():
     assert CANARY not in str(caught.value)
 
 
-def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_best(cli_sweep):
+def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_best(cli_sweep, tmp_path):
     """A person picks the sweep in the Runs tab, sees both plots and the best run, and starts from it."""
     import re
     import shutil
@@ -386,7 +386,9 @@ def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_bes
             try:  # training and validation loss, each with the three runs overlaid
                 page.locator(".vega-embed").locator("visible=true").nth(1).wait_for()
             finally:
-                page.screenshot(path=ROOT / "docs" / "screenshots" / "7-runs.png", full_page=True)
+                # docs/screenshots only when asked (`make screenshots`), as tests/test_browser.py does
+                shots = Path(os.environ.get("LATHE_SCREENSHOTS") or tmp_path)
+                page.screenshot(path=shots / "7-runs.png", full_page=True)
             assert page.get_by_text("hyperparameters.learning_rate").count() >= 1
             page.get_by_role("button", name="Start a new run from this one").click()
             page.get_by_text("1 · Model & token").wait_for()
