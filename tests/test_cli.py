@@ -126,8 +126,16 @@ def test_estimate_prints_the_breakdown_verdict_and_fixes(embedded_model_dir):
     assert code == 0 and "Won't fit on T4" in out and "QLoRA (4-bit base)" in out, out
 
 
-def test_estimate_can_measure_a_few_real_steps(embedded_model_dir, tmp_path):
-    done = run_app("estimate", "presets/jobs/quickstart.yaml", "--measure", "--set", "data.max_rows=16")
+def test_estimate_can_measure_a_few_real_steps(tiny_model_dir, tmp_path):
+    done = run_app(
+        "estimate",
+        "presets/jobs/quickstart.yaml",
+        "--measure",
+        "--set",
+        "data.max_rows=16",
+        "--set",
+        f"model.name_or_path={tiny_model_dir}",
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0 and "measuring: 4 real steps" in out, out
     assert re.search(r"time: about \d+ min for [\d,]+ tokens \(measured here: \d+ tokens/s\)", out), out

@@ -74,12 +74,17 @@ def _heartbeat(job_dir: Path, done: threading.Event) -> None:
         write_status(job_dir, heartbeat=time.time())
 
 
-def hide_unused_packages(spec) -> list[str]:
-    """Hide from this process the optional packages `spec` does not need; the names hidden."""
+def unused_packages(spec) -> list[str]:
+    """The optional packages `spec`'s job does not need."""
     unused = [module for tracker, module in TRACKER_MODULES.items() if tracker not in spec.output.report_to]
     if spec.method.type != "qlora" and not _may_be_quantized(spec):
         unused.append("bitsandbytes")
-    hidden = [name for name in unused if name not in sys.modules]  # already imported: too late, and harmless
+    return unused
+
+
+def hide_unused_packages(spec) -> list[str]:
+    """Hide from this process the optional packages `spec` does not need; the names hidden."""
+    hidden = [name for name in unused_packages(spec) if name not in sys.modules]  # imported already: too late
     for name in hidden:
         sys.modules[name] = None  # `import name` raises ImportError; importlib.util.find_spec(name) is None
     return hidden
