@@ -121,14 +121,8 @@ class ChatEngine:
 
     engine = ""
 
-    def stream(
-        self,
-        messages: list[Message],
-        tuned: bool = True,
-        settings: GenerationSettings | None = None,
-        cancel: threading.Event | None = None,
-        tools: list[dict] | None = None,
-    ) -> Iterator[str]:
+    def stream(self, messages: list[Message], **options) -> Iterator[str]:
+        """Yield a reply's pieces; options: tuned, settings, cancel and tools, as ChatSession.stream takes them."""
         raise NotImplementedError
 
     def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
