@@ -328,3 +328,25 @@ def test_defaults_hold_out_ten_percent_of_enough_rows_and_mix_in_only_for_the_id
     small = check_data(base.with_overrides({"data.mix_in": [], "data.max_rows": 30}))
     assert small.validation == "none held out: 30 rows are fewer than 40, too few to spare any"
     assert "validation: 9 of 90 rows held out" in report.to_text()
+
+
+def test_qa_answers_in_every_nesting_train_their_text_and_others_are_refused(tmp_path):
+    """SQuAD's dict of lists, a list of {"text"} objects, nested lists: the target is the first answer's
+    text, never the Python text of the structure; a shape with no text is refused, naming the column."""
+    question = {"context": "Two plus two is four.", "question": "What is 2+2?"}
+    shapes = [
+        "four",
+        {"text": ["four", "4"], "answer_start": [17, 17]},
+        [{"text": "four", "answer_start": 17}],
+        [["four", "4"]],
+        ["four"],
+    ]
+    rows = [question | {"answers": shape} for shape in shapes]
+    examples = load_rows(DataSection(source=write_jsonl(tmp_path / "qa.jsonl", rows)))
+    assert [e["completion"] for e in examples] == [[{"role": "assistant", "content": "four"}]] * len(shapes)
+
+    refused = check_data(
+        spec_for_source(write_jsonl(tmp_path / "odd.jsonl", [question | {"answers": [{"span": [17, 21]}]}] * 3))
+    )
+    assert not refused.usable
+    assert any("'answers' holds dict, not an answer's text" in p.message for _, p in refused.all_problems)

@@ -387,12 +387,32 @@ def _unpaired_preference(row, columns, labels):
     return {"prompt": prompt, "completion": completion, "label": text in TRUE_LABELS}
 
 
+MAX_ANSWER_NESTING = 4
+
+
+def first_answer(value: Any) -> Any:
+    """The first reference answer of a QA row, in the shapes datasets give it: text; SQuAD's
+    {"text": [...], "answer_start": [...]}; a list of answers, each text or {"text": ...}, nested or not."""
+    for _ in range(MAX_ANSWER_NESTING):
+        if isinstance(value, dict) and "text" in value:
+            value = value["text"]
+        elif isinstance(value, list) and value:
+            value = value[0]
+        else:
+            break
+    return value
+
+
 def _qa(row, columns, labels):
-    answer = row.get(columns["answer"])
-    if isinstance(answer, dict) and isinstance(answer.get("text"), list):  # SQuAD: {"text": [...], ...}
-        answer = next(iter(answer["text"]), None)
+    answer = first_answer(row.get(columns["answer"]))
     if is_missing(answer):
         raise RowProblem("row.empty_value", f"'{columns['answer']}' is empty.", "Fill it in, or remove the row.")
+    if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+        raise RowProblem(
+            "row.bad_value",
+            f"'{columns['answer']}' holds {type(answer).__name__}, not an answer's text.",
+            'Give the answer as text, a list of texts, or {"text": [...]} as SQuAD does.',
+        )
     context = _text(row, columns["context"], required=False) if "context" in columns else ""
     question = _text(row, columns["question"])
     prompt = "Answer the question" + (f" using the context.\n\nContext: {context}\n\n" if context else ".\n\n")
