@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails quietly
+        return 141
     finally:
         if "training.notify" in sys.modules:  # a job ended here: let its webhook notice go out first
             sys.modules["training.notify"].flush()
@@ -364,6 +367,11 @@ def follow_until_done(manager, job_id: str):
                 flush=True,
             )
             return follow(manager, job_id)
+        except Exception as error:
+            # This command is the job's only watcher (without --detach): when it fails, e.g. its output was
+            # closed (`| head`), the job stops with a checkpoint rather than train on where nobody looks
+            manager.stop(job_id, requested_by=f"from the command line, which failed ({type(error).__name__})")
+            raise
 
 
 def detach(manager, job_id: str) -> int:

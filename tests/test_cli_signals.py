@@ -111,3 +111,24 @@ def test_detach_leaves_the_worker_training_and_says_how_to_reach_it(tiny_model_d
     assert "stopping at the next step" in stopped.stdout and "job stopped:" in stopped.stdout, stopped.stdout
     assert read_status(job_dir)["state"] == "stopped"
     assert latest_complete_checkpoint(job_dir) is not None
+
+
+def test_a_train_command_whose_output_is_closed_stops_its_job(tiny_model_dir, tmp_path):
+    """`app.py train … | head`: when nobody reads the command any more it fails on its next line; the job
+    it was watching stops with a checkpoint instead of training on unseen."""
+    job_dir = tmp_path / "jobs" / "unread"
+    cli = subprocess.Popen(train_command(tiny_model_dir, job_dir), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for_steps(job_dir, 2)
+        cli.stdout.close()  # the reader goes away
+        cli.wait(timeout=120)
+    finally:
+        cli.kill()
+    assert cli.returncode == 141
+    deadline = time.monotonic() + 120
+    while read_status(job_dir).get("state") == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = read_status(job_dir)
+    assert status["state"] == "stopped", status
+    assert latest_complete_checkpoint(job_dir) is not None
+    assert any("which failed (BrokenPipeError)" in r.get("message", "") for r in events(job_dir))
