@@ -189,12 +189,14 @@ def test_the_chat_engine_is_chosen_and_the_llama_cpp_session_answers_like_transf
     settings = GenerationSettings(max_new_tokens=12)
     transformers = ChatSession(copy, device="cpu")
     for tuned in (True, False):
-        # Greedy on random tiny weights: q8_0 and transformers agree on the first tokens at least
+        # Greedy on random tiny weights, whose next-token scores are nearly tied: after the first token, 8-bit
+        # weights (or another thread count) may pick a different one, so only the first word must agree.
+        # tests/test_gguf_quickstart.py compares a trained model's answers in full.
         fast = session.reply(PROMPT, tuned=tuned, settings=settings)
         assert session.last_stats.new_tokens == 12 and session.last_stats.finish_reason == "length"
         assert session.last_stats.prompt_tokens == transformers.prompt_tokens(PROMPT)
         reference = transformers.reply(PROMPT, tuned=tuned, settings=settings)
-        assert fast[:8] == reference[:8], (tuned, fast, reference)
+        assert fast.split()[:1] == reference.split()[:1], (tuned, fast, reference)
 
 
 def test_the_results_tab_offers_the_gguf_with_its_size_first(job, tmp_path):
