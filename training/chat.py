@@ -16,6 +16,7 @@ A warm-up answer on load was tried and dropped: the first answer was no slower t
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import queue
@@ -115,15 +116,19 @@ class _TokenStreamer:
         self.queue.put(None)
 
 
-class ChatEngine:
+class ChatEngine(abc.ABC):
     """What the chat tab, the CLI and the API server ask of an engine (this one, or llama.cpp's in
     training/chat_llamacpp.py): `stream()` yields a reply's pieces; `reply()` is the whole of it."""
 
     engine = ""
 
+    @abc.abstractmethod
     def stream(self, messages: list[Message], **options) -> Iterator[str]:
         """Yield a reply's pieces; options: tuned, settings, cancel and tools, as ChatSession.stream takes them."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def prompt_tokens(self, messages: list[Message], tools: list[dict] | None = None) -> int:
+        """How many tokens the conversation (and the tools' schemas) take in this engine's prompt."""
 
     def reply(self, messages: list[Message], tuned: bool = True, settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(messages, tuned=tuned, settings=settings))
@@ -134,7 +139,7 @@ class ChatEngine:
 
     def parse_last_reply(self, messages: list[Message], tools: list[dict]) -> dict:
         """The last reply as content and tool calls (training/tool_calls.py), for an engine that takes tools."""
-        raise UserError(self.tools_problem(messages, tools) or "")
+        raise UserError(self.tools_problem(messages, tools))
 
 
 class ChatSession(ChatEngine):

@@ -128,7 +128,9 @@ class LlamaCppChatSession(ChatEngine):
             raise UserError(f"messages: the model's chat template refused this conversation: {error}") from None
         return llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def prompt_tokens(self, messages: list[Message]) -> int:
+    def prompt_tokens(self, messages: list[Message], tools: list[dict] | None = None) -> int:
+        if tools:
+            raise UserError(self.tools_problem(messages, tools))
         return len(self._prompt_ids(self._llm(self.model is not None), messages))
 
     @property

@@ -256,7 +256,6 @@ class ChatCompletions:
     def settings(self, request: ChatRequest, messages: list[dict], tools: list[dict] | None = None):
         from training.chat import GenerationSettings
 
-        self.check_model(request)
         asked = request.max_completion_tokens or request.max_tokens
         asked_field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         window = self.session.context_window
@@ -270,7 +269,7 @@ class ChatCompletions:
                 code="context_length_exceeded",
             )
         try:
-            prompt = self.session.prompt_tokens(messages, tools) if tools else self.session.prompt_tokens(messages)
+            prompt = self.session.prompt_tokens(messages, tools)
         except UserError as error:
             raise ApiError(400, str(error), param="messages") from None
         room = window - prompt if window else None
@@ -352,12 +351,7 @@ class ChatCompletions:
     def _answer_events(self, messages, settings, include_usage: bool, tools, cancel=None) -> Iterator[str]:
         """With tools, the stream follows the whole reply: a call can be told from text only once it is read
         (OpenAI's shape: content, then each call as a `tool_calls` delta with its index)."""
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time())}
-        head["model"] = self.model_id
-
-        def chunk(delta: dict, finish_reason: str | None = None) -> str:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return sse({**head, "choices": [choice]})
+        head, chunk = self._chunks()
 
         with self._lock:
             yield chunk({"role": "assistant", "content": ""})
@@ -377,13 +371,19 @@ class ChatCompletions:
             yield sse({**head, "choices": [], "usage": usage(stats)})
         yield "data: [DONE]\n\n"
 
-    def _events(self, messages, settings, include_usage: bool, cancel=None) -> Iterator[str]:
+    def _chunks(self):
+        """One answer's chunk header, and a function that wraps a delta in it as a Server-Sent Event."""
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time())}
         head["model"] = self.model_id
 
-        def chunk(delta: dict, finish_reason: str | None = None, **extra) -> str:
+        def chunk(delta: dict, finish_reason: str | None = None) -> str:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return sse({**head, "choices": [choice], **extra})
+            return sse({**head, "choices": [choice]})
+
+        return head, chunk
+
+    def _events(self, messages, settings, include_usage: bool, cancel=None) -> Iterator[str]:
+        head, chunk = self._chunks()
 
         with self._lock:
             yield chunk({"role": "assistant", "content": ""})
