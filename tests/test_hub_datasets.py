@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["fake_hub"]
 
 
-def check_data(hub, tmp_path, source: str, *extra: str, token: str | None = None) -> tuple[int, str]:
+def check_data(hub, tmp_path, source: str, *extra: str, token: str | None = None, cwd=ROOT) -> tuple[int, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
     env.update(
         HF_ENDPOINT=hub.url,
@@ -30,8 +30,8 @@ def check_data(hub, tmp_path, source: str, *extra: str, token: str | None = None
     if token:
         env["HF_TOKEN"] = token
     done = subprocess.run(
-        [sys.executable, "app.py", "check-data", source, *extra],
-        cwd=ROOT,
+        [sys.executable, str(ROOT / "app.py"), "check-data", source, *extra],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -48,6 +48,19 @@ def test_a_public_hub_dataset_is_checked_and_rendered(fake_hub_server, tmp_path,
 
     code, out = check_data(fake_hub_server, tmp_path, f"hub:{PUBLIC_DATASET}", "--split", "validation")
     assert code == 0 and "1 rows read" in out, out
+
+
+def test_a_hub_source_is_read_from_the_hub_even_where_a_folder_has_its_name(
+    fake_hub_server, tmp_path, embedded_model_dir
+):
+    """`hub:owner/name` means the Hub: a folder of that name beside the app is never read instead (which
+    would train on other data without a word, and in the web UI would read the server's disk)."""
+    here = tmp_path / "app-folder"
+    (here / PUBLIC_DATASET).mkdir(parents=True)
+    (here / PUBLIC_DATASET / "train.jsonl").write_text('{"prompt": "local", "completion": "row"}\n' * 2)
+    code, out = check_data(fake_hub_server, tmp_path, f"hub:{PUBLIC_DATASET}", cwd=here)
+    assert code == 0 and "6 rows read" in out, out
+    assert any(PUBLIC_DATASET in path for path, _ in fake_hub_server.requests)
 
 
 @pytest.mark.parametrize(

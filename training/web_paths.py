@@ -65,11 +65,13 @@ class WebRoots:
         return any(resolved.is_relative_to(root) for root in self.data_dirs)
 
 
-def hub_id_problem(field: str, value: str) -> str | None:
-    """A Hub id is owner/name; one that also names a local folder would be read from the disk instead."""
+def hub_id_problem(field: str, value: str, read_locally_first: bool = True) -> str | None:
+    """A Hub id is owner/name. A model id that also names a local folder would be read from the disk
+    instead (transformers looks there first); a `hub:` data source is read from the Hub only
+    (`read_locally_first=False`), so the disk is never looked at for it."""
     if not HUB_ID.match(value) or ".." in value:
         return f"{field}: {value!r} is not a Hugging Face Hub id; write it as owner/name, e.g. HuggingFaceH4/no_robots."
-    if Path(value).exists():
+    if read_locally_first and Path(value).exists():
         return f"{field}: {value!r} would be read from this server's disk, not the Hub; give another Hub id."
     return None
 
@@ -78,7 +80,7 @@ def source_problem(field: str, source: str, roots: WebRoots) -> str | None:
     if source.startswith(DEMO_PREFIX):
         return None
     if source.startswith(HUB_PREFIX):
-        return hub_id_problem(field, source.removeprefix(HUB_PREFIX).strip())
+        return hub_id_problem(field, source.removeprefix(HUB_PREFIX).strip(), read_locally_first=False)
     if roots.holds(source):
         return None
     return (

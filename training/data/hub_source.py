@@ -11,6 +11,7 @@ from training.data.read import Rows
 from training.spec import HUB_PREFIX, DataSection
 
 HUB_DATASETS = "https://huggingface.co/datasets"
+HUB_ONLY = "hf://datasets/"
 
 
 def read_hub_rows(data: DataSection, source: str, token: str | None, split: str | None = None, max_rows=None) -> Rows:
@@ -20,7 +21,11 @@ def read_hub_rows(data: DataSection, source: str, token: str | None, split: str 
     repo = source.removeprefix(HUB_PREFIX).strip()
     split = split or data.hub_split
     try:
-        dataset = load_dataset(repo, data.hub_config, split=split, revision=data.hub_revision, token=token or False)
+        # hf://datasets/ means the Hub only: a bare owner/name that is also a folder beside the app would
+        # be read from the disk instead, training on the wrong data without a word
+        dataset = load_dataset(
+            HUB_ONLY + repo, data.hub_config, split=split, revision=data.hub_revision, token=token or False
+        )
     except Exception as error:  # noqa: BLE001 - every failure becomes a problem the person can act on
         rule, message, fix = explain(error, repo, split, token is not None)
         result.add(rule, "file", message, fix)
