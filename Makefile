@@ -23,7 +23,7 @@ $(STAMP): requirements.txt
 dev: $(DEV_STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
-# llama-cpp-python compiles llama.cpp (~N min on 2 cores; pip keeps the wheel), with the portable flags that
+# llama-cpp-python compiles llama.cpp (~11 min on 2 cores; pip keeps the wheel), with the portable flags that
 # training/llama_cpp_tools.py owns; then llama.cpp's GGUF converter is unpacked from the same pinned source.
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	CMAKE_ARGS="$$($(PY) -c 'from training.llama_cpp_tools import CMAKE_ARGS; print(CMAKE_ARGS)')" \

@@ -68,13 +68,14 @@ def wait_until(predicate, timeout: float = 30.0) -> bool:
     return False
 
 
-def sweep_spec(model_dir: Path, **overrides):
-    from training.spec import JobSpec
+def sweep_spec(model_dir: Path | None, **overrides):
+    """A three-point learning-rate sweep on the bundled demo data: on the embedded model (None) or another."""
+    from training.spec import EMBEDDED_MODEL, JobSpec
 
     return JobSpec().with_overrides(
         {
             "name": "lr",
-            "model.name_or_path": str(model_dir),
+            "model.name_or_path": str(model_dir) if model_dir else EMBEDDED_MODEL,
             "data.validation_split": 0.2,
             "data.max_rows": 40,
             "hyperparameters.max_steps": 4,
@@ -90,11 +91,11 @@ def sweep_spec(model_dir: Path, **overrides):
 
 
 @pytest.fixture(scope="module")
-def cli_sweep(tmp_path_factory, tiny_model_dir):
-    """`app.py train` on a spec with a three-point sweep, notices going to a local webhook."""
+def cli_sweep(tmp_path_factory, embedded_model_dir):
+    """`app.py train` on a spec with a three-point sweep of the embedded model, notices going to a local webhook."""
     folder = tmp_path_factory.mktemp("sweep")
     spec_file = folder / "sweep.yaml"
-    spec_file.write_text(sweep_spec(tiny_model_dir).to_yaml())
+    spec_file.write_text(sweep_spec(None).to_yaml())
     hook = Webhook()
     env = {**os.environ, "LATHE_TEST_WEBHOOK": hook.url, "LATHE_PUBLIC_URL": "http://lathe.example:7860"}
     done = subprocess.run(
@@ -115,6 +116,7 @@ def losses(job_dir: Path, kind: str) -> list[float]:
     return [e[key] for e in events if e["type"] == kind and e.get(key) is not None]
 
 
+@pytest.mark.slow  # the sweep trains the embedded model
 def test_a_sweep_queues_one_job_per_point_and_prints_the_comparison(cli_sweep):
     from training.sweep import sweeps
 
@@ -134,6 +136,7 @@ def test_a_sweep_queues_one_job_per_point_and_prints_the_comparison(cli_sweep):
     assert f"compare --sweep {sweep_id}" in done.stdout
 
 
+@pytest.mark.slow  # the sweep trains the embedded model
 def test_app_compare_shows_only_the_differing_settings_and_marks_the_best(cli_sweep, capsys):
     import app
 
@@ -153,6 +156,7 @@ def test_app_compare_shows_only_the_differing_settings_and_marks_the_best(cli_sw
     assert all(m.name in whole for m in members)
 
 
+@pytest.mark.slow  # the sweep trains the embedded model
 def test_each_job_and_the_sweep_send_one_notice_and_the_url_stays_secret(cli_sweep):
     jobs, done, hook = cli_sweep
     completed = hook.events("job_completed")
@@ -174,6 +178,7 @@ def test_each_job_and_the_sweep_send_one_notice_and_the_url_stays_secret(cli_swe
     assert CANARY not in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # the sweep trains the embedded model
 def test_the_runs_tab_overlays_curves_marks_the_best_and_starts_a_new_run_from_one(cli_sweep, tiny_model_dir):
     from gradio_client import Client
 
@@ -357,6 +362,7 @@ def test_sweep_spec_rules():
     assert CANARY not in str(caught.value)
 
 
+@pytest.mark.slow  # the sweep trains the embedded model
 def test_in_a_browser_the_runs_tab_opens_the_sweep_and_starts_a_run_from_the_best(cli_sweep, tmp_path):
     """A person picks the sweep in the Runs tab, sees both plots and the best run, and starts from it."""
     import re
