@@ -86,13 +86,15 @@ class PrecisionPath:
 # - fp32: everything in 4 bytes, the loss's log-softmax, its gradient and the head's gradient beside the
 #   fp32 logits.
 # - CPU bf16 autocast: fp32 weights; autocast keeps fp32 inputs beside their bf16 casts, so a saved value
-#   costs 4 bytes, not 2; the logits come out bf16 and are upcast for the loss.
+#   costs more than 4 bytes, not 2; the logits come out bf16 and are upcast for the loss.
 # - GPU bf16/fp16 weights: the model is loaded in the compute dtype.
 # - 4-bit (QLoRA): NF4 Linear weights, 16-bit embeddings, bf16 compute.
 PATHS = {
-    # fp32 saves twice autocast's bytes per value: batch 8 x 365 tokens peaked at 8.0 GB in fp32, 3.5 under autocast
+    # Per saved value, fitted to the peaks of benchmarks/estimate_accuracy.py's seven configurations on each
+    # path: fp32 8 B; autocast 5 B (an fp32 input beside its bf16 cast, and a padded micro-batch takes
+    # attention's masked path: batch 8 x 424 tokens peaked at 6.1 GB padded, 5.5 GB unpadded, 8.5 GB in fp32)
     "fp32": PrecisionPath("fp32", weights=4, value=8, logits=CPU_LOGIT_BYTES, overhead=0.5),
-    "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=4, logits=CPU_LOGIT_BYTES, overhead=0.5),
+    "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=5, logits=CPU_LOGIT_BYTES, overhead=0.5),
     "bf16-weights": PrecisionPath("bf16-weights", weights=2, value=2, logits=LOGIT_BYTES),
     "4-bit": PrecisionPath("4-bit", weights=QLORA_LINEAR_BYTES, value=2, logits=LOGIT_BYTES),
 }
@@ -247,7 +249,7 @@ def efficiency_prior(spec: JobSpec, shape: ModelShape, device: Device) -> float:
 def peak_flops(device: Device, spec: JobSpec) -> float:
     if device.kind == "cpu":
         # The GEMM speed follows the precision the job computes in (bf16 autocast or fp32), which is
-        # not the 4 bytes per *saved* value that bytes_per_value reports on a CPU
+        # not the bytes per *saved* value that bytes_per_value reports on a CPU
         chosen = spec.hyperparameters.precision
         precision = ("bf16" if device.bf16 else "fp32") if chosen == "auto" else chosen
         precision = precision if precision in CPU_GFLOPS_PER_CORE else "fp32"
