@@ -49,12 +49,20 @@ LONGEST_FIRST = [
 ]
 
 
+# Fixtures that train a model: a test that asks for one trains, so it is marked `trains` (left out of
+# `make test-fast`) wherever it is, as tests that train in their own body are marked by hand.
+TRAINING_FIXTURES = {"quickstart_job", "trained_job", "bundled_job", "app_with_a_finished_job", "tool_job", "cli_sweep"}
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         name = Path(str(item.fspath)).name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: tests keep their order inside a file
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.trains)
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:

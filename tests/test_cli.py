@@ -66,6 +66,7 @@ def test_chat_on_a_folder_that_is_not_a_job(tmp_path):
     assert result.returncode == 2 and "is not a job folder" in result.stderr
 
 
+@pytest.mark.trains
 def test_train_runs_a_job_from_yaml_with_overrides(tiny_model_dir, tmp_path):
     result = run_app(
         "--jobs-dir",
@@ -88,6 +89,7 @@ def test_train_runs_a_job_from_yaml_with_overrides(tiny_model_dir, tmp_path):
     assert (tmp_path / "job" / "adapter" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.trains
 def test_resume_from_the_command_line_finishes_a_stopped_job(tiny_spec, tmp_path):
     import time
 
@@ -126,6 +128,7 @@ def test_estimate_prints_the_breakdown_verdict_and_fixes(embedded_model_dir):
     assert code == 0 and "Won't fit on T4" in out and "QLoRA (4-bit base)" in out, out
 
 
+@pytest.mark.trains
 def test_estimate_can_measure_a_few_real_steps(tiny_model_dir, tmp_path):
     done = run_app(
         "estimate",

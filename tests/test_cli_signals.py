@@ -15,6 +15,8 @@ from training.checkpoints import latest_complete_checkpoint, step_of
 from training.jobdir import read_status
 from training.jobs import worker_alive
 
+pytestmark = pytest.mark.trains  # trains a small model in a worker or in-process: left out of test-fast
+
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "hyperparameters.max_steps=5000"  # far more than the test waits for: only a stop ends it early
 

@@ -221,6 +221,7 @@ def test_the_runs_tab_overlays_curves_marks_the_best_and_starts_a_new_run_from_o
         demo.close()
 
 
+@pytest.mark.trains
 def test_a_stopped_sweep_and_a_failed_job_send_their_notices(tmp_path, tiny_model_dir, monkeypatch):
     from training.compare import load_runs, to_text
     from training.jobs import JobManager
@@ -300,6 +301,7 @@ def test_the_wizard_builds_a_sweep_multiplies_the_time_and_asks_before_more_than
         demo.close()
 
 
+@pytest.mark.trains
 def test_a_webhook_typed_in_the_wizard_gets_the_notice_and_stays_out_of_the_spec(tmp_path, tiny_model_dir):
     from gradio_client import Client
     from helpers import form_values

@@ -16,6 +16,8 @@ from helpers import make_adapter_job
 
 from training.errors import UserError
 
+pytestmark = pytest.mark.trains  # trains a small model in a worker or in-process: left out of test-fast
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = [{"role": "user", "content": "Who are you?"}]
 

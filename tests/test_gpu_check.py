@@ -53,6 +53,7 @@ def test_flop_count_follows_the_written_formula():
     assert lora == pytest.approx(4 * body * 1000 + 4 * 800 * 500 + attention + 6 * 50 * 1000)
 
 
+@pytest.mark.trains
 def test_cpu_smoke_runs_every_part_and_writes_the_results(tmp_path):
     out = tmp_path / "gpu_check.json"
     # A generous budget: the smoke measures nothing here, it proves the code path (a shared CPU can be slow)

@@ -15,6 +15,8 @@ from training.engine import run_job
 from training.events import Progress, Samples
 from training.spec import JobSpec
 
+pytestmark = pytest.mark.trains  # trains a small model in a worker or in-process: left out of test-fast
+
 
 def tiny_grpo(tiny_model_dir, rewards: list[dict], **overrides) -> JobSpec:
     settings = {

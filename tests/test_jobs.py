@@ -13,6 +13,8 @@ from training.errors import UserError
 from training.jobdir import read_status
 from training.jobs import JobManager, JobSnapshot, apply_event, worker_alive
 
+pytestmark = pytest.mark.trains  # trains a small model in a worker or in-process: left out of test-fast
+
 TIMEOUT = 180
 
 

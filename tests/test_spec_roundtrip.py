@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import form_values, value_of, wait_for
 
+pytestmark = pytest.mark.trains  # trains a small model in a worker or in-process: left out of test-fast
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

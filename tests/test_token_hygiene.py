@@ -37,6 +37,8 @@ from training.jobdir import read_status
 from training.redact import MASK
 from wizard.form import SOURCE_DEMO, SOURCE_HUB
 
+pytestmark = pytest.mark.trains  # trains a small model in a worker or in-process: left out of test-fast
+
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_TOKEN = "hf_" + "OPERATORsavedOnThisMachine01234x"  # the machine's own token: no session may use it
 SECRETS = (CANARY_TOKEN, CANARY_TOKEN_B, OPERATOR_TOKEN)

@@ -46,6 +46,7 @@ def wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.trains
 def test_mlflow_wandb_and_trackio_each_receive_the_loss(tmp_path, tiny_spec, monkeypatch):
     from training.jobs import JobManager
 
