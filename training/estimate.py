@@ -86,7 +86,7 @@ class PrecisionPath:
 # - fp32: everything in 4 bytes, the loss's log-softmax, its gradient and the head's gradient beside the
 #   fp32 logits.
 # - CPU bf16 autocast: fp32 weights; autocast keeps fp32 inputs beside their bf16 casts, so a saved value
-#   costs more than 4 bytes, not 2; the logits come out bf16 and are upcast for the loss.
+#   costs about 5 bytes, not 2; the logits come out bf16 and are upcast for the loss.
 # - GPU bf16/fp16 weights: the model is loaded in the compute dtype.
 # - 4-bit (QLoRA): NF4 Linear weights, 16-bit embeddings, bf16 compute.
 PATHS = {
