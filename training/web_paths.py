@@ -65,13 +65,19 @@ class WebRoots:
         return any(resolved.is_relative_to(root) for root in self.data_dirs)
 
 
-def hub_id_problem(field: str, value: str, read_locally_first: bool = True) -> str | None:
-    """A Hub id is owner/name. A model id that also names a local folder would be read from the disk
-    instead (transformers looks there first); a `hub:` data source is read from the Hub only
-    (`read_locally_first=False`), so the disk is never looked at for it."""
+def hub_id_problem(field: str, value: str) -> str | None:
+    """A Hub id is owner/name (a `hub:` data source is read from the Hub only, so its id is all to check)."""
     if not HUB_ID.match(value) or ".." in value:
         return f"{field}: {value!r} is not a Hugging Face Hub id; write it as owner/name, e.g. HuggingFaceH4/no_robots."
-    if read_locally_first and Path(value).exists():
+    return None
+
+
+def hub_model_problem(value: str) -> str | None:
+    """A model id is a Hub id that names no local folder: transformers reads a local folder first."""
+    field = "model.name_or_path"
+    if problem := hub_id_problem(field, value):
+        return problem
+    if Path(value).exists():
         return f"{field}: {value!r} would be read from this server's disk, not the Hub; give another Hub id."
     return None
 
@@ -80,7 +86,7 @@ def source_problem(field: str, source: str, roots: WebRoots) -> str | None:
     if source.startswith(DEMO_PREFIX):
         return None
     if source.startswith(HUB_PREFIX):
-        return hub_id_problem(field, source.removeprefix(HUB_PREFIX).strip(), read_locally_first=False)
+        return hub_id_problem(field, source.removeprefix(HUB_PREFIX).strip())
     if roots.holds(source):
         return None
     return (
@@ -104,7 +110,7 @@ def web_path_problems(spec: JobSpec, roots: WebRoots) -> list[tuple[str, str]]:
             "model.name_or_path: the web UI loads a local model only from the operator's data folders; "
             "give a Hub id (owner/name) or the embedded model."
             if looks_like_path
-            else hub_id_problem("model.name_or_path", model)
+            else hub_model_problem(model)
         )
         if problem:
             problems.append(("model.name_or_path", problem))
