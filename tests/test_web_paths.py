@@ -137,3 +137,19 @@ def test_the_command_line_keeps_full_local_access(tmp_path):
     from training.data.check import check_data  # the CLI's check reads it: no confinement there
 
     assert check_data(spec.with_overrides({"data.validation_split": 0.0})).usable is not None
+
+
+def test_a_hub_id_is_checked_as_one_and_only_a_model_id_looks_at_the_disk(tmp_path, monkeypatch):
+    """transformers reads a local folder before the Hub, so a model id that names one is refused in the web
+    UI; a `hub:` data source is read from the Hub only, so the same id is fine there."""
+    from training.spec import JobSpec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owner" / "name").mkdir(parents=True)
+    roots = WebRoots.make(tmp_path / "uploads", tmp_path / "jobs")
+    as_model = JobSpec().with_overrides({"model.name_or_path": "owner/name"})
+    assert [field for field, _ in web_path_problems(as_model, roots)] == ["model.name_or_path"]
+    as_data = JobSpec().with_overrides({"data.source": "hub:owner/name", "data.mix_in": []})
+    assert web_path_problems(as_data, roots) == []
+    bad = JobSpec().with_overrides({"data.source": "hub:not a hub id", "data.mix_in": []})
+    assert "is not a Hugging Face Hub id" in web_path_problems(bad, roots)[0][1]
