@@ -71,27 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="Largest data file the wizard accepts, in MB (default 100; env LATHE_MAX_UPLOAD_MB).",
     )
     hosting = parser.add_argument_group("hosting (see docs/hosting.md)")
-    hosting.add_argument(
+    add_env_list_option(
+        hosting,
         "--public-url",
-        action="append",
-        default=env_list("LATHE_PUBLIC_URL", ","),
-        metavar="URL",
+        "URL",
+        env="LATHE_PUBLIC_URL",
+        separator=",",
         help="The address people open, e.g. https://lathe.example.com (repeatable; env LATHE_PUBLIC_URL). "
         "Requests for any other host name, and from any other website, are refused.",
     )
-    hosting.add_argument(
+    add_env_list_option(
+        hosting,
         "--trusted-proxy",
-        action="append",
-        default=env_list("LATHE_TRUSTED_PROXY", ","),
-        metavar="IP",
+        "IP",
+        env="LATHE_TRUSTED_PROXY",
+        separator=",",
         help="A reverse proxy's address whose X-Forwarded-For/-Proto/-Host are believed (repeatable; env "
         "LATHE_TRUSTED_PROXY). From anyone else those headers are ignored.",
     )
-    hosting.add_argument(
+    add_env_list_option(
+        hosting,
         "--data-dir",
-        action="append",
-        default=env_list("LATHE_DATA_DIRS", os.pathsep),
-        metavar="DIR",
+        "DIR",
+        env="LATHE_DATA_DIRS",
+        separator=os.pathsep,
         help="A server folder the web UI may read data and models from, besides its uploads (repeatable; env "
         "LATHE_DATA_DIRS). The command line reads any path.",
     )
@@ -216,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default=None, help="Hub dataset: the configuration, if it has several.")
     check.add_argument("--revision", default=None, help="Hub dataset: branch, tag or commit.")
     return parser
+
+
+def add_env_list_option(group, flag: str, metavar: str, *, env: str, separator: str, help: str) -> None:
+    """A repeatable option whose default is the `separator`-joined list in environment variable `env`.
+
+    Each use on the command line adds to the list the variable gave, rather than replacing it."""
+    group.add_argument(flag, action="append", default=env_list(env, separator), metavar=metavar, help=help)
 
 
 def env_list(name: str, separator: str) -> list[str]:
