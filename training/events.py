@@ -14,8 +14,13 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True)
 class Event:
+    # The "type" of each JSON line: the event's class name, lowercased (Progress -> "progress")
     type: ClassVar[str] = "event"
     time: float = field(default_factory=time.time, kw_only=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type = cls.__name__.lower()
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, **asdict(self)}
@@ -29,14 +34,12 @@ class Event:
 class Status(Event):
     """A phase change: loading_model, preparing_data, training, saving, ..."""
 
-    type: ClassVar[str] = "status"
     phase: str
     detail: str = ""
 
 
 @dataclass(frozen=True)
 class Progress(Event):
-    type: ClassVar[str] = "progress"
     step: int
     total_steps: int
     epoch: float
@@ -61,7 +64,6 @@ class Progress(Event):
 
 @dataclass(frozen=True)
 class Eval(Event):
-    type: ClassVar[str] = "eval"
     step: int
     eval_loss: float
 
@@ -70,21 +72,18 @@ class Eval(Event):
 class Samples(Event):
     """GRPO: a few answers the model just wrote, each with its prompt, rewards and weighted total."""
 
-    type: ClassVar[str] = "samples"
     step: int
     samples: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Log(Event):
-    type: ClassVar[str] = "log"
     message: str
     level: str = "info"
 
 
 @dataclass(frozen=True)
 class Finished(Event):
-    type: ClassVar[str] = "finished"
     output_dir: str
     stopped_early: bool = False
     final_loss: float | None = None
@@ -93,7 +92,6 @@ class Finished(Event):
 
 @dataclass(frozen=True)
 class Failed(Event):
-    type: ClassVar[str] = "failed"
     message: str
     hint: str = ""
 
