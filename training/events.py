@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, dataclass_transform
 
 
+# Every subclass is made a frozen dataclass here, so no event can be left mutable by a missing
+# decorator; dataclass_transform tells type checkers so.
+@dataclass_transform(frozen_default=True)
 @dataclass(frozen=True)
 class Event:
     # The "type" of each JSON line: the event's class name, lowercased (Progress -> "progress")
@@ -21,6 +24,7 @@ class Event:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.type = cls.__name__.lower()
+        dataclass(frozen=True)(cls)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, **asdict(self)}
@@ -30,7 +34,6 @@ class Event:
         return json.dumps(self.to_dict(), allow_nan=True)
 
 
-@dataclass(frozen=True)
 class Status(Event):
     """A phase change: loading_model, preparing_data, training, saving, ..."""
 
@@ -38,7 +41,6 @@ class Status(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True)
 class Progress(Event):
     step: int
     total_steps: int
@@ -62,13 +64,11 @@ class Progress(Event):
     rewards_by_function: dict[str, float] | None = None
 
 
-@dataclass(frozen=True)
 class Eval(Event):
     step: int
     eval_loss: float
 
 
-@dataclass(frozen=True)
 class Samples(Event):
     """GRPO: a few answers the model just wrote, each with its prompt, rewards and weighted total."""
 
@@ -76,13 +76,11 @@ class Samples(Event):
     samples: list[dict[str, Any]]
 
 
-@dataclass(frozen=True)
 class Log(Event):
     message: str
     level: str = "info"
 
 
-@dataclass(frozen=True)
 class Finished(Event):
     output_dir: str
     stopped_early: bool = False
@@ -90,7 +88,6 @@ class Finished(Event):
     train_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
 class Failed(Event):
     message: str
     hint: str = ""
