@@ -122,9 +122,26 @@ class ChatEngine(abc.ABC):
 
     engine = ""
 
+    def stream(
+        self,
+        messages: list[Message],
+        tuned: bool = True,
+        settings: GenerationSettings | None = None,
+        cancel: threading.Event | None = None,
+        tools: list[dict] | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply piece by piece as it is generated; `last_stats` is set when it ends.
+
+        `tuned`: the tuned model answers, else the base model. Setting `cancel` (from any thread) ends
+        generation at the next token, as if the reply had ended. `tools`: function schemas shown to the
+        model through its chat template, for an engine that takes them (`tools_problem` says why one does
+        not); `parse_last_reply` then reads any calls out of the reply."""
+        return self._stream(messages, tuned, settings or GenerationSettings(), cancel, tools)
+
     @abc.abstractmethod
-    def stream(self, messages: list[Message], **options) -> Iterator[str]:
-        """Yield a reply's pieces; options: tuned, settings, cancel and tools, as ChatSession.stream takes them."""
+    def _stream(self, messages, tuned, settings, cancel, tools) -> Iterator[str]:
+        """The engine's own stream(), as a generator (nothing runs before the first piece is asked for);
+        the arguments are stream()'s, with `settings` filled in."""
 
     @abc.abstractmethod
     def prompt_tokens(self, messages: list[Message], tools: list[dict] | None = None) -> int:
@@ -256,24 +273,13 @@ class ChatSession(ChatEngine):
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         return set(eos) | ({self.tokenizer.eos_token_id} - {None})
 
-    def stream(
-        self,
-        messages: list[Message],
-        tuned: bool = True,
-        settings: GenerationSettings | None = None,
-        cancel: threading.Event | None = None,
-        tools: list[dict] | None = None,
-    ) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated; `last_stats` is set when it ends.
-
-        Setting `cancel` (from any thread) ends generation at the next token, as if the reply had ended.
-        `tools`: function schemas shown to the model through its chat template; `parse_last_reply` then
-        reads any calls out of the reply (its raw text, special tokens kept, is `last_raw_reply`)."""
+    def _stream(self, messages, tuned, settings, cancel, tools) -> Iterator[str]:
+        """generate() in a second thread, its tokens decoded here; `last_raw_reply` keeps the reply's raw
+        text, special tokens and all, for `parse_last_reply` to read tool calls from."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         started = time.perf_counter()
-        settings = settings or GenerationSettings()
         if tuned and self.model is None:
             raise UserError("This session loaded only the base model; load it with answers='tuned' or 'both'.")
         if not tuned and self.base_model is None and not self._adapter_shared:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from training import jobdir
-from training.chat import ChatEngine, GenerationSettings, Message, ReplyStats
+from training.chat import ChatEngine, Message, ReplyStats
 from training.errors import UserError
 
 DEFAULT_QUANT = "q8_0"  # answers as the trained model does (tests/test_gguf.py); q4_k_m drifts a little
@@ -138,23 +138,15 @@ class LlamaCppChatSession(ChatEngine):
         llm = self.model if self.model is not None else self.base_model
         return llm.n_ctx()
 
-    def stream(
-        self,
-        messages: list[Message],
-        tuned: bool = True,
-        settings: GenerationSettings | None = None,
-        cancel: threading.Event | None = None,
-        tools: list[dict] | None = None,
-    ) -> Iterator[str]:
-        """Yield the reply piece by piece as llama.cpp generates it; `last_stats` is set when it ends.
-        `cancel` (the API server's, when a client hangs up) ends it at the next token, like ChatSession.
-        `tools` are refused (ChatEngine.tools_problem): this engine does not read tool calls yet."""
+    def _stream(self, messages, tuned, settings, cancel, tools) -> Iterator[str]:
+        """The reply as llama.cpp generates it. `cancel` (the API server's, when a client hangs up) ends it
+        at the next token. `tools` are refused (ChatEngine.tools_problem): this engine does not read tool
+        calls yet."""
         if tools:
             raise UserError(self.tools_problem(messages, tools))
         import llama_cpp
 
         started = time.perf_counter()
-        settings = settings or GenerationSettings()
         llm = self._llm(tuned)
         with self._lock:
             prompt = self._prompt_ids(llm, messages)
