@@ -255,13 +255,12 @@ def check_data(spec: JobSpec, token: str | None = None, preview_rows: int = 3) -
             f" (about {round(len(over) * report.sampled_from / len(measured)):,} in all)" if report.sampled_from else ""
         )
         report.problems.append(
-            Problem(
+            _rows_warning(
                 "length.over_context",
-                ", ".join(over[:5]) + (" …" if len(over) > 5 else ""),
+                over,
                 f"{len(over)} row(s){scale} are longer than the context length "
                 f"({spec.hyperparameters.context_length} tokens) and will be cut.",
                 "Raise hyperparameters.context_length, or shorten those rows.",
-                "warning",
             )
         )
     return report
@@ -290,29 +289,32 @@ def _count_as_trained(report: Report, tokenizer, measured: list[tuple[str, str, 
     for note, count in prepared.notes.items():
         report.problems.append(Problem("template.last_turn_only", "file", f"{count} row(s): {note}.", "", "warning"))
     report.lengths = prepared.lengths
-    if prepared.dropped_at:
-        places = [measured[i][1] for i in prepared.dropped_at]
-        report.problems.append(
-            Problem(
-                "length.prompt_fills_context",
-                ", ".join(places[:5]) + (" …" if len(places) > 5 else ""),
-                f"{len(places)} row(s) are dropped: the prompt alone fills the context length ({context} tokens), "
-                "so nothing is left to learn.",
-                "Raise hyperparameters.context_length, or shorten those prompts.",
-                "warning",
-            )
-        )
-    if prepared.truncated_at:
-        places = [measured[i][1] for i in prepared.truncated_at]
-        report.problems.append(
-            Problem(
-                "length.over_context",
-                ", ".join(places[:5]) + (" …" if len(places) > 5 else ""),
-                f"{len(places)} row(s) are longer than the context length ({context} tokens): their answers are cut.",
-                "Raise hyperparameters.context_length, or shorten those rows.",
-                "warning",
-            )
-        )
+
+    def warn_about(indices: list[int], rule: str, problem: str, fix: str) -> None:
+        if indices:
+            places = [measured[i][1] for i in indices]
+            report.problems.append(_rows_warning(rule, places, f"{len(places)} row(s) {problem}", fix))
+
+    warn_about(
+        prepared.dropped_at,
+        "length.prompt_fills_context",
+        f"are dropped: the prompt alone fills the context length ({context} tokens), so nothing is left to learn.",
+        "Raise hyperparameters.context_length, or shorten those prompts.",
+    )
+    warn_about(
+        prepared.truncated_at,
+        "length.over_context",
+        f"are longer than the context length ({context} tokens): their answers are cut.",
+        "Raise hyperparameters.context_length, or shorten those rows.",
+    )
+
+
+def _rows_warning(
+    rule: str, places: list[str], message: str, fix: str, shown: int = 5, separator: str = ", "
+) -> Problem:
+    """A warning about some rows that names the first `shown` of them; an ellipsis says there are more."""
+    where = separator.join(places[:shown]) + (" …" if len(places) > shown else "")
+    return Problem(rule, where, message, fix, "warning")
 
 
 def _validation_plan(spec: JobSpec, rows: int) -> str:
@@ -344,12 +346,13 @@ def _duplicates(report: Report, examples: list[tuple[str, str, dict]]) -> None:
             first_seen[key] = where
     if repeats:
         report.problems.append(
-            Problem(
+            _rows_warning(
                 "row.duplicate",
-                "; ".join(repeats[:3]) + (" …" if len(repeats) > 3 else ""),
+                repeats,
                 f"{len(repeats)} row(s) are exact repeats; they weigh more in training.",
                 "Remove the repeats unless the extra weight is wanted.",
-                "warning",
+                shown=3,
+                separator="; ",
             )
         )
 
