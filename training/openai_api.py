@@ -56,27 +56,30 @@ UNSUPPORTED_UNLESS_OFF: dict[str, tuple] = {
 }
 
 
-class TextPart(BaseModel):
+class _StrictModel(BaseModel):
+    """The base of every request model. strict: "5" is not a number and "true" is not a boolean, as in
+    OpenAI's own API."""
+
     model_config = ConfigDict(strict=True)
+
+
+class TextPart(_StrictModel):
     type: Literal["text"]
     text: str
 
 
-class FunctionCall(BaseModel):
-    model_config = ConfigDict(strict=True)
+class FunctionCall(_StrictModel):
     name: str
     arguments: str  # JSON text, as OpenAI sends it
 
 
-class ToolCall(BaseModel):
-    model_config = ConfigDict(strict=True)
+class ToolCall(_StrictModel):
     id: str | None = None
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(strict=True)
+class ChatMessage(_StrictModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None  # None only for an assistant turn that made tool calls
     name: str | None = None
@@ -122,28 +125,25 @@ class ChatMessage(BaseModel):
         return message
 
 
-class FunctionDefinition(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")  # e.g. OpenAI's `strict` flag: accepted, passed on
+class FunctionDefinition(_StrictModel):
+    model_config = ConfigDict(extra="allow")  # e.g. OpenAI's `strict` flag: accepted, passed on
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
     parameters: dict | None = None
 
 
-class ToolDefinition(BaseModel):
-    model_config = ConfigDict(strict=True)
+class ToolDefinition(_StrictModel):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(strict=True)
+class StreamOptions(_StrictModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
-    # strict: "5" is not a number and "true" is not a boolean, as in OpenAI's own API.
+class ChatRequest(_StrictModel):
     # extra="allow": fields this server has no use for (user, metadata, store...) are accepted and ignored.
-    model_config = ConfigDict(strict=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
