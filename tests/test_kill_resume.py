@@ -49,18 +49,30 @@ def campaign_spec(model_dir: Path) -> JobSpec:
     )
 
 
-def logged_steps(job_dir: Path, since: float) -> list[int]:
-    """Steps the worker has logged since `since` (read straight from its event file, no polling lag)."""
-    events = job_dir / "events.jsonl"
-    steps = []
-    for line in (events.read_text() if events.exists() else "").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line
-        if record.get("type") == "progress" and record["time"] >= since:
-            steps.append(record["step"])
-    return steps
+class StepLog:
+    """The steps a worker has logged since a moment, read straight from its event file (no polling lag).
+    It reads only what was appended since the last call: the campaign polls it every millisecond, and a
+    poll that parsed the whole file each time would take a core from the worker it is timing."""
+
+    def __init__(self, job_dir: Path, since: float):
+        self.events, self.since, self.offset, self.steps = job_dir / "events.jsonl", since, 0, []
+
+    def read(self) -> list[int]:
+        if not self.events.exists():
+            return self.steps
+        with open(self.events, "rb") as file:
+            file.seek(self.offset)
+            appended = file.read()
+        complete = appended[: appended.rfind(b"\n") + 1]  # a torn last line is read when it is whole
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line a kill tore, which the next worker's first line then ended
+            if record.get("type") == "progress" and record["time"] >= self.since:
+                self.steps.append(record["step"])
+        return self.steps
 
 
 def torn_checkpoint(job_dir: Path, after_step: int) -> Path | None:
@@ -70,10 +82,10 @@ def torn_checkpoint(job_dir: Path, after_step: int) -> Path | None:
     return None
 
 
-def kill_point_reached(job_dir: Path, since: float, resumed_from: int, during_save: bool, target: int) -> bool:
+def kill_point_reached(job_dir: Path, log: StepLog, resumed_from: int, during_save: bool, target: int) -> bool:
     """The worker of this round is training past its checkpoint, and either writing a checkpoint now
     (its folder exists without the marker) or has logged the target step."""
-    steps = logged_steps(job_dir, since)
+    steps = log.read()
     if during_save:
         return any(step > resumed_from for step in steps) and torn_checkpoint(job_dir, resumed_from) is not None
     return max(steps, default=0) >= target
@@ -100,17 +112,18 @@ def run_campaign(manager: JobManager, job_id: str, job_dir: Path, expected: dict
     rng = random.Random(20261122)
     resumed_from, torn_kills, lost = 0, 0, []
     for kill in range(KILLS):
-        round_started = time.time()
+        log = StepLog(job_dir, since=time.time())
         during_save = kill % 3 == 0  # kills 1, 4, 7 and 10 aim at a checkpoint being written
         target = resumed_from + rng.randint(1, SAVE_STEPS + 1)
-        point = (job_dir, round_started, resumed_from, during_save, target)
-        assert wait_for(lambda point=point: kill_point_reached(*point), interval=0.001)
+        point = (job_dir, log, resumed_from, during_save, target)
+        # A checkpoint is half-written for a fraction of a second; a step takes longer than 10 ms
+        assert wait_for(lambda point=point: kill_point_reached(*point), interval=0.001 if during_save else 0.01)
         os.kill(read_status(job_dir)["pid"], signal.SIGKILL)
         torn_kills += torn_checkpoint(job_dir, resumed_from) is not None
 
         snapshot = manager.wait(job_id, timeout=60)
         assert snapshot.state == "failed" and "killed (signal 9)" in snapshot.message
-        last_step = max(logged_steps(job_dir, round_started))
+        last_step = max(log.read())
         checkpoint = latest_complete_checkpoint(job_dir)  # None only if killed before the first save finished
         resumed_from = step_of(checkpoint) if checkpoint else 0
         lost.append(last_step - resumed_from)
