@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from training.estimate import MEASURE_STEPS  # noqa: E402
+
 CONFIGS = [
     {"method.type": "lora", "method.lora_r": 8, "hyperparameters.context_length": 128, "hyperparameters.batch_size": 1},
     {
@@ -65,8 +67,9 @@ CONFIGS.append(  # like a real uploaded job: batch 8 x 512 tokens, LoRA r=16, lo
         "rows": "short_answers",
     }
 )
-# The peak comes with the first optimizer step; the time needs a step to warm up, one to calibrate, two to check
-CALIBRATION_STEPS, MEASURED_STEPS = 2, 2
+# The time is calibrated on the steps the wizard's Measure runs (the first warms up, the rest give the speed),
+# then checked on the next three; the peak comes with the first optimizer steps
+CALIBRATION_STEPS, MEASURED_STEPS = MEASURE_STEPS, 3
 
 CHILD = r"""
 import json, resource, sys, time

@@ -72,7 +72,9 @@ class PrecisionPath:
 
     weights: per base parameter as loaded; value: per saved activation value; logits: per vocabulary
     entry per answer token of the micro-batch (TRL's head scores only the tokens the loss trains on; the
-    loss keeps fp32 copies and their gradients); overhead: share of the weights' bytes added to the peak.
+    loss keeps fp32 copies and their gradients); overhead: share of the weights' bytes added to the peak;
+    checkpointed_heap: per hidden value per layer, the memory adapter training with gradient checkpointing
+    holds on the heap beyond its live tensors.
     """
 
     name: str
@@ -80,6 +82,7 @@ class PrecisionPath:
     value: float
     logits: float
     overhead: float = 0.0
+    checkpointed_heap: float = 0.0
 
 
 # Measured on the embedded model (benchmarks/estimate_accuracy.py, docs/benchmarks.md):
@@ -93,8 +96,12 @@ PATHS = {
     # Per saved value, from the peaks of benchmarks/estimate_accuracy.py's seven configurations: autocast 5 B,
     # fitted to all seven (an fp32 input beside its bf16 cast; a padded micro-batch takes attention's masked
     # path: batch 8 x 424 tokens peaked at 6.1 GB padded, 5.5 GB unpadded); fp32 8 B, from that batch-8 job
-    # (8.5 GB), which leaves the others within 20% (docs/benchmarks.md)
-    "fp32": PrecisionPath("fp32", weights=4, value=8, logits=CPU_LOGIT_BYTES, overhead=0.5),
+    # (8.5 GB). fp32's overhead is a quarter of the weights (half over-counted the short jobs by 20%).
+    # fp32 LoRA with checkpointing (batch 4 x 512) peaked at 4.0-4.3 GB over five runs where its tensors
+    # come to ~3.3 GB: the recompute's per-layer buffers leave the heap fragmented (with glibc's
+    # MALLOC_MMAP_THRESHOLD_=65536 the same job peaks at 2.7 GB, but trains 34% slower), about 24 B per
+    # hidden value per layer; autocast and full fine-tuning did not show it (docs/benchmarks.md)
+    "fp32": PrecisionPath("fp32", weights=4, value=8, logits=CPU_LOGIT_BYTES, overhead=0.25, checkpointed_heap=24),
     "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=5, logits=CPU_LOGIT_BYTES, overhead=0.5),
     "bf16-weights": PrecisionPath("bf16-weights", weights=2, value=2, logits=LOGIT_BYTES),
     "4-bit": PrecisionPath("4-bit", weights=QLORA_LINEAR_BYTES, value=2, logits=LOGIT_BYTES),
@@ -117,7 +124,7 @@ def precision_path(spec: JobSpec, device: Device) -> PrecisionPath:
         path = PATHS["4-bit"]
         if device.kind == "cpu":  # the CPU computes QLoRA's adapters and activations like the rest of its path
             cpu = PATHS["fp32" if precision == "fp32" else "bf16-autocast"]
-            return PrecisionPath("4-bit", path.weights, cpu.value, cpu.logits, cpu.overhead)
+            return PrecisionPath("4-bit", path.weights, cpu.value, cpu.logits, cpu.overhead, cpu.checkpointed_heap)
         return path
     if precision == "fp32":
         return PATHS["fp32"]
@@ -167,7 +174,11 @@ def estimate_memory(
     checkpointing = hp.gradient_checkpointing == "on" or (
         hp.gradient_checkpointing == "auto" and device.kind == "cuda" and total >= 1_000_000_000
     )
-    per_token = value * h * shape.layers + 2 * per_layer if checkpointing else shape.layers * per_layer
+    if checkpointing:
+        heap = path.checkpointed_heap * h * shape.layers if method.type != "full" else 0.0
+        per_token = value * h * shape.layers + 2 * per_layer + heap
+    else:
+        per_token = shape.layers * per_layer
     activations = tokens * per_token
     logits = tokens * answer_share * shape.vocab * path.logits
     if device.kind == "cuda":
