@@ -97,10 +97,10 @@ PATHS = {
     # fitted to all seven (an fp32 input beside its bf16 cast; a padded micro-batch takes attention's masked
     # path: batch 8 x 424 tokens peaked at 6.1 GB padded, 5.5 GB unpadded); fp32 8 B, from that batch-8 job
     # (8.5 GB). fp32's overhead is a quarter of the weights (half over-counted the short jobs by 20%).
-    # fp32 LoRA with checkpointing (batch 4 x 512) peaked at 4.0-4.3 GB over five runs where its tensors
-    # come to ~3.3 GB: the recompute's per-layer buffers leave the heap fragmented (with glibc's
-    # MALLOC_MMAP_THRESHOLD_=65536 the same job peaks at 2.7 GB, but trains 34% slower), about 24 B per
-    # hidden value per layer; autocast and full fine-tuning did not show it (docs/benchmarks.md)
+    # fp32 LoRA with checkpointing (batch 4 x 512) peaked at 4.0-4.3 GB over five runs, and at 2.7 GB with
+    # glibc's MALLOC_MMAP_THRESHOLD_=65536 (which trains 34% slower): the rest is freed heap glibc can neither
+    # reuse nor return, about 24 B per hidden value per layer (fitted to that job; autocast and full
+    # fine-tuning with checkpointing did not show it; docs/benchmarks.md)
     "fp32": PrecisionPath("fp32", weights=4, value=8, logits=CPU_LOGIT_BYTES, overhead=0.25, checkpointed_heap=24),
     "bf16-autocast": PrecisionPath("bf16-autocast", weights=4, value=5, logits=CPU_LOGIT_BYTES, overhead=0.5),
     "bf16-weights": PrecisionPath("bf16-weights", weights=2, value=2, logits=LOGIT_BYTES),
