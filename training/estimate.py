@@ -8,7 +8,7 @@ suggestion keeps the effective batch size (micro-batch × accumulation) unchange
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from training import grpo_estimate, jobdir
 from training.sizes import ModelShape
@@ -124,7 +124,7 @@ def precision_path(spec: JobSpec, device: Device) -> PrecisionPath:
         path = PATHS["4-bit"]
         if device.kind == "cpu":  # the CPU computes QLoRA's adapters and activations like the rest of its path
             cpu = PATHS["fp32" if precision == "fp32" else "bf16-autocast"]
-            return PrecisionPath("4-bit", path.weights, cpu.value, cpu.logits, cpu.overhead, cpu.checkpointed_heap)
+            return replace(cpu, name="4-bit", weights=path.weights)
         return path
     if precision == "fp32":
         return PATHS["fp32"]
